@@ -1,0 +1,1 @@
+"""cincer-service: interactive label cleaning with counter-examples."""

@@ -1,0 +1,183 @@
+"""Counter-example strategies: which known example best supports the model's suspicion.
+
+Each strategy is a small class registered by name; the public ``rank``/``select`` live
+on the base class (pertinence filter, ranking), each strategy only implements
+``_scores`` over the pertinent candidates. Higher score = better counter-example.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+
+from . import autodiff, influence
+from .state import ModelState
+
+STRATEGIES: dict[str, type["CounterexampleStrategy"]] = {}
+
+
+def register(name: str):
+    def deco(cls):
+        cls.name = name
+        STRATEGIES[name] = cls
+        return cls
+    return deco
+
+
+def get_strategy(name: str, **options) -> "CounterexampleStrategy":
+    """Instantiate a registered strategy by name."""
+    try:
+        return STRATEGIES[name](**options)
+    except KeyError:
+        raise ValueError(f"unknown counter-example strategy {name!r}; "
+                         f"choose one of {', '.join(sorted(STRATEGIES))}") from None
+
+
+class NoCandidates(LookupError):
+    """No known example carries the label the model predicts for the suspicious one."""
+
+
+@dataclass
+class Ranking:
+    """Pertinent candidates (indices into the known set) ordered best first."""
+
+    prediction: int
+    indices: np.ndarray
+    scores: np.ndarray
+
+    @property
+    def best(self) -> int:
+        return int(self.indices[0])
+
+
+class CounterexampleStrategy:
+    """Base class: restricts candidates to ``y_k = ŷ_t`` and ranks them by ``_scores``."""
+
+    name = "base"
+
+    def rank(self, state: ModelState, x, label: int) -> Ranking:
+        """Rank the pertinent known examples for the suspicious example ``(x, label)``.
+
+        Raises ``NoCandidates`` when no known example has the predicted label.
+        """
+        h_t, p_t = state.query(x)
+        prediction = int(tf.argmax(p_t))
+        candidates = np.flatnonzero(state.y == prediction)
+        if len(candidates) == 0:
+            raise NoCandidates(f"no known example is labelled {prediction}, "
+                               "the class the model predicts")
+        scores = np.asarray(self._scores(state, x, int(label), h_t, p_t, candidates))
+        order = np.argsort(-scores, kind="stable")
+        return Ranking(prediction, candidates[order], scores[order])
+
+    def select(self, state: ModelState, x, label: int) -> int | None:
+        """Index of the best counter-example in the known set, or ``None`` if there is none."""
+        try:
+            return self.rank(state, x, label).best
+        except NoCandidates:
+            return None
+
+    def _scores(self, state, x, label, h_t, p_t, candidates):  # pragma: no cover
+        raise NotImplementedError
+
+
+@register("top_fisher")
+class TopFisher(CounterexampleStrategy):
+    """``−g_tᵀ F⁻¹ g_k`` with ``F`` the Top Fisher: one cached solve, then a pass over ``(r, ĥ)``."""
+
+    def _scores(self, state, x, label, h_t, p_t, candidates):
+        r_t = influence.residuals(p_t[None], [label])[0]
+        V = influence.query_vector(state.top_fisher_factor, r_t, h_t)
+        idx = tf.constant(candidates)
+        return influence.counterexample_scores(
+            V, tf.gather(state.residuals, idx), tf.gather(state.h_aug, idx)).numpy()
+
+
+class _AllParameters(CounterexampleStrategy):
+    """Shared plumbing for strategies over all parameters (small models)."""
+
+    def __init__(self, max_parameters: int = 20_000):
+        self.max_parameters = max_parameters
+
+    def _check_size(self, state):
+        n = state.classifier.n_params
+        if n > self.max_parameters:
+            raise ValueError(f"{self.name} needs per-parameter work on {n} parameters; "
+                             f"the limit is {self.max_parameters} (use top_fisher)")
+
+    def _known_gradients(self, state):
+        return state.cached("loss_gradients", lambda: autodiff.loss_gradients(
+            state.classifier, state.X, state.y))
+
+    def _query_gradient(self, state, x, label):
+        return autodiff.loss_gradients(state.classifier, np.asarray(x)[None], [label])[0]
+
+
+@register("full_fisher")
+class FullFisher(_AllParameters):
+    """``−g_tᵀ F⁻¹ g_k`` with the true Fisher over all parameters (refuses large models)."""
+
+    def __init__(self, max_parameters: int = 10_000):
+        super().__init__(max_parameters)
+
+    def _factor(self, state):
+        def compute():
+            J = state.cached("log_prob_jacobian",
+                             lambda: autodiff.log_prob_jacobian(state.classifier, state.X))
+            weighted = J * tf.sqrt(state.probs)[:, :, None]
+            flat = tf.reshape(weighted, (-1, J.shape[2]))
+            F = tf.matmul(flat, flat, transpose_a=True) / state.n
+            return influence.fisher_factor(F + state.damping * tf.eye(J.shape[2], dtype=tf.float64))
+        return state.cached("full_fisher_factor", compute)
+
+    def _scores(self, state, x, label, h_t, p_t, candidates):
+        self._check_size(state)
+        L = self._factor(state)
+        v = influence.fisher_solve(L, self._query_gradient(state, x, label))
+        return -tf.linalg.matvec(tf.gather(self._known_gradients(state), candidates), v).numpy()
+
+
+@register("practical_fisher")
+class PracticalFisher(_AllParameters):
+    """``−g_tᵀ g_k`` over all parameters (``F = I``)."""
+
+    def _scores(self, state, x, label, h_t, p_t, candidates):
+        self._check_size(state)
+        g_t = self._query_gradient(state, x, label)
+        return -tf.linalg.matvec(tf.gather(self._known_gradients(state), candidates), g_t).numpy()
+
+
+@register("influence")
+class InfluenceFunction(_AllParameters):
+    """``−g_tᵀ H⁻¹ g_k`` with the training-loss Hessian over all parameters.
+
+    ``H⁻¹ g_t`` is estimated iteratively (``solver="cg"`` or ``"lissa"``) from
+    forward-over-backward Hessian-vector products; the Hessian is never formed.
+    """
+
+    def __init__(self, solver: str = "cg", damping: float = 1e-2, max_iter: int = 100,
+                 max_parameters: int = 200_000):
+        super().__init__(max_parameters)
+        if solver not in ("cg", "lissa"):
+            raise ValueError("influence solver must be 'cg' or 'lissa'")
+        self.solver, self.damping, self.max_iter = solver, damping, max_iter
+
+    def _scores(self, state, x, label, h_t, p_t, candidates):
+        self._check_size(state)
+        g_t = self._query_gradient(state, x, label)
+        matvec = lambda v: autodiff.hvp(state.classifier, state.X, state.y, v)  # noqa: E731
+        if self.solver == "cg":
+            s = autodiff.conjugate_gradient(matvec, g_t, self.damping, self.max_iter)
+        else:
+            s = autodiff.lissa(matvec, g_t, self.damping, depth=self.max_iter)
+        return -tf.linalg.matvec(tf.gather(self._known_gradients(state), candidates), s).numpy()
+
+
+@register("nearest")
+class NearestNeighbour(CounterexampleStrategy):
+    """The pertinent known example closest to ``x`` in input space."""
+
+    def _scores(self, state, x, label, h_t, p_t, candidates):
+        diff = state.X[candidates].reshape(len(candidates), -1) - np.asarray(x).reshape(1, -1)
+        return -np.einsum("ij,ij->i", diff, diff)
