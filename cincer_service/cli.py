@@ -30,7 +30,12 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         module.register_command(sub)
     for ep in entry_points(group="cincer_service.commands"):
-        ep.load()(sub)
+        try:
+            register = ep.load()
+        except ModuleNotFoundError as exc:  # server extras not importable: core still works
+            print(f"cincer-service: command {ep.name!r} unavailable ({exc})", file=sys.stderr)
+            continue
+        register(sub)
     return parser
 
 
