@@ -181,3 +181,11 @@ class NearestNeighbour(CounterexampleStrategy):
     def _scores(self, state, x, label, h_t, p_t, candidates):
         diff = state.X[candidates].reshape(len(candidates), -1) - np.asarray(x).reshape(1, -1)
         return -np.einsum("ij,ij->i", diff, diff)
+
+
+@register("influence_lissa")
+class InfluenceLissa(InfluenceFunction):
+    """The influence-function strategy with the LiSSA inverse-HVP estimator."""
+
+    def __init__(self, damping: float = 1e-2, max_iter: int = 100, max_parameters: int = 200_000):
+        super().__init__("lissa", damping, max_iter, max_parameters)
