@@ -1,0 +1,155 @@
+"""``cincer-service bench``: speed of the counter-example path, the factor and the loop.
+
+Prints one JSON document. Synthetic cases use cached features and probabilities
+(128 features, 10 classes) so they time the top-layer algebra itself.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from . import influence, reference
+from .counterexamples import get_strategy
+from .datasets import inject_noise, load_dataset
+from .models import Classifier
+from .simulation import Experiment, SimulationConfig, run_cleaning
+from .state import ModelState
+
+
+def _median_ms(fn, repeats: int) -> float:
+    fn()  # warm-up (tracing, allocator)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1e3)
+    return float(np.median(times))
+
+
+def _breast_state(seed: int = 0, damping: float = 1e-3):
+    ds = load_dataset("breast", seed=0)
+    noisy, _ = inject_noise(ds.y_train, ds.n_classes, 0.2, "random", seed)
+    clf = Classifier("fc", ds.input_shape, ds.n_classes, seed=seed)
+    clf.fit(ds.X_train, noisy)
+    return ds, clf, ModelState.build(clf, ds.X_train, noisy, damping=damping)
+
+
+def bench_breast(repeats: int = 50) -> tuple[float, float, float]:
+    """``(counterexample_ms, fisher_factor_seconds, reference max relative error)`` on breast/fc."""
+    ds, clf, state = _breast_state()
+    start = time.perf_counter()
+    _ = state.top_fisher_factor
+    factor_seconds = time.perf_counter() - start
+    strategy = get_strategy("top_fisher")
+    queries = iter(np.resize(np.arange(len(ds.X_test)), repeats + 1))
+
+    def one_query():
+        i = next(queries)
+        strategy.select(state, ds.X_test[i], int(1 - ds.y_test[i]))
+    ce_ms = _median_ms(one_query, repeats)
+
+    # closed form vs one GradientTape per example, on a slice of the same model
+    X, y = ds.X_train[:40], state.y[:40]
+    small = ModelState.build(clf, X, y, damping=state.damping)
+    errors = []
+    closed_g = influence.gradients(small.residuals, small.h_aug).numpy()
+    naive_g = reference.top_gradients(clf, X, y)
+    errors.append(np.abs(closed_g - naive_g).max() / np.abs(naive_g).max())
+    for i in range(3):
+        x_t, label = ds.X_test[i], int(ds.y_test[i])
+        h_t, p_t = small.query(x_t)
+        V = influence.query_vector(small.top_fisher_factor,
+                                   influence.residuals(p_t[None], [label])[0], h_t)
+        closed = influence.counterexample_scores(V, small.residuals, small.h_aug).numpy()
+        naive = reference.counterexample_scores(clf, X, y, x_t, label, small.damping)
+        errors.append(np.abs(closed - naive).max() / np.abs(naive).max())
+    return ce_ms, factor_seconds, float(max(errors))
+
+
+def synthetic_cached(n: int, d: int = 128, c: int = 10, seed: int = 0):
+    """Cached ``(ĥ, p, y)`` of ``n`` synthetic examples: features, softmax outputs, labels."""
+    rng = np.random.default_rng(seed)
+    h = np.maximum(rng.standard_normal((n, d), dtype=np.float32), 0)
+    logits = rng.standard_normal((n, c), dtype=np.float32) * 2
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    y = rng.integers(0, c, n)
+    return influence.augment(h), tf.constant(p, tf.float64), y
+
+
+def bench_synthetic(n: int, repeats: int = 30, damping: float = 1e-3) -> tuple[float, float]:
+    """``(counterexample_ms, fisher_factor_seconds)`` over ``n`` cached examples."""
+    h_aug, probs, y = synthetic_cached(n)
+    r = influence.residuals(probs, y)
+    start = time.perf_counter()
+    L = influence.fisher_factor(influence.top_fisher(probs, h_aug, damping))
+    factor_seconds = time.perf_counter() - start
+    by_class = [tf.constant(np.flatnonzero(y == k)) for k in range(probs.shape[1])]
+    rng = np.random.default_rng(1)
+    h_q, p_q, _ = synthetic_cached(repeats + 1, seed=2)
+
+    state = {"i": 0}
+
+    def one_query():
+        i = state["i"] % (repeats + 1)
+        state["i"] += 1
+        prediction = int(np.argmax(p_q[i]))
+        label = int((prediction + rng.integers(1, p_q.shape[1])) % p_q.shape[1])
+        V = influence.query_vector(L, influence.residuals(p_q[i][None], [label])[0], h_q[i])
+        idx = by_class[prediction]
+        scores = influence.counterexample_scores(V, tf.gather(r, idx), tf.gather(h_aug, idx))
+        int(idx[int(tf.argmax(scores))])
+    return _median_ms(one_query, repeats), factor_seconds
+
+
+def bench_iterations(iterations: int = 20) -> dict:
+    """Median seconds of one cleaning iteration on breast/fc, warm and scratch retraining."""
+    out = {}
+    for mode in ("warm", "scratch"):
+        config = SimulationConfig(dataset="breast", model="fc", strategies=["top_fisher"],
+                                  iterations=iterations, seeds=[0], retrain=mode)
+        result = run_cleaning(Experiment(config, 0), "top_fisher")
+        out[f"breast_fc_{mode}"] = result.seconds_per_iteration
+    return out
+
+
+def run_bench(quick: bool = False, detectors: bool = True) -> dict:
+    """Every benchmark; ``quick`` skips the 1M-example case."""
+    ce_ms, factor_s, max_rel = bench_breast()
+    doc = {"counterexample_ms": {"breast_fc": ce_ms},
+           "fisher_factor_seconds": {"breast_fc": factor_s}}
+    for name, n in (("synthetic_100k", 100_000), ("synthetic_1m", 1_000_000)):
+        if quick and n > 100_000:
+            continue
+        doc["counterexample_ms"][name], doc["fisher_factor_seconds"][name] = bench_synthetic(n)
+    doc["iteration_seconds"] = bench_iterations()
+    doc["reference_check"] = {"max_rel_error": max_rel}
+    if detectors:
+        try:
+            from .detectors.bench import detector_benchmarks
+        except ImportError:
+            pass
+        else:
+            doc["detectors"] = detector_benchmarks(quick)
+    doc["device"] = [d.name for d in tf.config.list_logical_devices()]
+    return doc
+
+
+def register_command(subparsers) -> None:
+    p = subparsers.add_parser("bench", help="speed benchmarks (JSON)")
+    p.add_argument("--quick", action="store_true", help="skip the 1M-example case")
+    p.add_argument("--no-detectors", action="store_true", help="skip the offline detectors")
+    p.add_argument("--json", action="store_true", help="print JSON (the only output format)")
+    p.set_defaults(func=_command)
+
+
+def _command(args: argparse.Namespace) -> int:
+    doc = run_bench(quick=args.quick, detectors=not args.no_detectors)
+    json.dump(doc, sys.stdout, indent=1)
+    sys.stdout.write("\n")
+    return 0
