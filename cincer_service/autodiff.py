@@ -58,7 +58,8 @@ def loss_gradients(classifier, X, y, batch_size: int = 256) -> tf.Tensor:
 
 def hvp(classifier, X, y, vector) -> tf.Tensor:
     """Hessian of the mean training loss times ``vector`` (forward-over-backward), float64."""
-    variables = classifier.model.trainable_variables
+    # Keras 3 wraps each tf.Variable; the accumulator must watch the wrapped ones.
+    variables = [v.value for v in classifier.model.trainable_variables]
     tangents = _unflat(tf.cast(vector, tf.float64), variables)
     with tf.autodiff.ForwardAccumulator(variables, tangents) as acc:
         with tf.GradientTape() as tape:
