@@ -40,7 +40,8 @@ def detector_benchmarks(quick: bool = False, n: int = 50_000, n_features: int = 
     repeats = 1 if quick else 3
     h_aug, probs, y = _cached(n, n_features, n_classes, 0)
     state = ModelState(classifier=None, X=None, y=y, h_aug=h_aug, probs=probs, damping=damping)
-    h_c, p_c, y_c = _cached(clean_size, n_features, n_classes, 1)
+    h_c, p_c, _ = _cached(clean_size, n_features, n_classes, 1)
+    y_c = np.arange(clean_size) % n_classes  # balanced, as a curated trusted set would be
     trusted = TrustedSet(y=y_c, h_aug=h_c, probs=p_c)
     start = time.perf_counter()
     _ = state.top_fisher_factor
