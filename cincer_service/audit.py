@@ -187,9 +187,11 @@ def plot_inspection(curves: dict, path: str, title: str) -> None:
 
     grid = np.linspace(0, 1, 201)
     fig, ax = plt.subplots(figsize=(7, 5))
-    for name, per_seed in curves.items():
+    colors = plt.get_cmap("tab20").colors
+    for i, (name, per_seed) in enumerate(curves.items()):
         mean = np.mean([np.interp(grid, x, y) for x, y in per_seed], axis=0)
-        ax.plot(grid, mean, label=name, lw=1.2)
+        ax.plot(grid, mean, label=name, lw=1.2, color=colors[i % len(colors)],
+                linestyle=("-", "--", ":")[(i // len(colors)) % 3])
     ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="random")
     ax.set_xlabel("share of the data set inspected")
     ax.set_ylabel("share of planted errors found")

@@ -74,7 +74,8 @@ class StepOutcome:
 
 def cincer_step(state: ModelState, x, label: int, index: int, oracle, strategy:
                 CounterexampleStrategy | None, threshold: float = 0.2,
-                variant: str = "cincer", known_index: np.ndarray | None = None) -> StepOutcome:
+                variant: str = "cincer", known_index: np.ndarray | None = None,
+                exclude: np.ndarray | None = None) -> StepOutcome:
     """One iteration of Algorithm 1 on an in-memory known set.
 
     ``index`` identifies the incoming example for the oracle, ``known_index[k]`` the
@@ -93,7 +94,7 @@ def cincer_step(state: ModelState, x, label: int, index: int, oracle, strategy:
     if variant == "no_ce" or strategy is None:
         return outcome
     try:
-        ranking = strategy.rank(state, x, label)
+        ranking = strategy.rank(state, x, label, exclude)
     except NoCandidates:
         return outcome
     k = ranking.best

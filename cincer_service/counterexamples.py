@@ -56,25 +56,30 @@ class CounterexampleStrategy:
 
     name = "base"
 
-    def rank(self, state: ModelState, x, label: int) -> Ranking:
+    def rank(self, state: ModelState, x, label: int, exclude=None) -> Ranking:
         """Rank the pertinent known examples for the suspicious example ``(x, label)``.
 
-        Raises ``NoCandidates`` when no known example has the predicted label.
+        ``exclude`` is an optional boolean mask over the known set (e.g. examples whose
+        label a human already confirmed). Raises ``NoCandidates`` when no remaining
+        known example has the predicted label.
         """
         h_t, p_t = state.query(x)
         prediction = int(tf.argmax(p_t))
-        candidates = np.flatnonzero(state.y == prediction)
+        pertinent = state.y == prediction
+        if exclude is not None:
+            pertinent &= ~np.asarray(exclude, dtype=bool)
+        candidates = np.flatnonzero(pertinent)
         if len(candidates) == 0:
-            raise NoCandidates(f"no known example is labelled {prediction}, "
+            raise NoCandidates(f"no known example left with label {prediction}, "
                                "the class the model predicts")
         scores = np.asarray(self._scores(state, x, int(label), h_t, p_t, candidates))
         order = np.argsort(-scores, kind="stable")
         return Ranking(prediction, candidates[order], scores[order])
 
-    def select(self, state: ModelState, x, label: int) -> int | None:
+    def select(self, state: ModelState, x, label: int, exclude=None) -> int | None:
         """Index of the best counter-example in the known set, or ``None`` if there is none."""
         try:
-            return self.rank(state, x, label).best
+            return self.rank(state, x, label, exclude).best
         except NoCandidates:
             return None
 

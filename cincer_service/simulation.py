@@ -56,7 +56,9 @@ class SimulationConfig:
     protocol: str = "cleaning"
     damping: float = 1e-3
     oracle_noise: float = 0.0
+    skip_confirmed: bool = True        # never show a human-confirmed example as counter-example
     max_epochs: int = 100
+    early_stop_accuracy: float | None = None    # None: the model kind's default (0.9, lr 0.7)
     n_samples: int | None = None
 
     def validate(self) -> None:
@@ -119,7 +121,8 @@ class Experiment:
 
     def new_classifier(self) -> Classifier:
         return Classifier(self.config.model, self.data.input_shape, self.data.n_classes,
-                          seed=self.seed, max_epochs=self.config.max_epochs)
+                          seed=self.seed, max_epochs=self.config.max_epochs,
+                          early_stop_accuracy=self.config.early_stop_accuracy)
 
     def oracle(self):
         truth = self.data.y_train
@@ -136,6 +139,7 @@ def run_cleaning(exp: Experiment, name: str, progress=None) -> RunResult:
     oracle = exp.oracle()
     known = list(exp.bootstrap)                     # indices into the training split
     labels = {int(i): int(exp.noisy[i]) for i in known}
+    confirmed: set[int] = set()                    # labels a human has answered for
     clf = exp.new_classifier()
     clf.fit(data.X_train[known], [labels[i] for i in known], mode="scratch")
     result = RunResult(name, exp.seed, n_cleaned=0, n_cleaned_incoming=0,
@@ -147,11 +151,14 @@ def run_cleaning(exp: Experiment, name: str, progress=None) -> RunResult:
         y_known = np.array([labels[i] for i in known])
         state = ModelState.build(clf, data.X_train[known], y_known, damping=cfg.damping)
         ce_start = time.perf_counter()
+        exclude = np.array([i in confirmed for i in known]) if cfg.skip_confirmed else None
         outcome = cincer_step(state, data.X_train[t], int(exp.noisy[t]), t, oracle, strategy,
-                              cfg.threshold, variant, known_index=np.asarray(known))
+                              cfg.threshold, variant, known_index=np.asarray(known),
+                              exclude=exclude)
         if outcome.counterexample is not None:
             ce_ms.append((time.perf_counter() - ce_start) * 1e3)
         if outcome.suspicious:
+            confirmed.add(t)
             result.n_queries += 1
             if exp.corrupted[t] and outcome.example_label == data.y_train[t]:
                 result.n_cleaned_incoming += 1
@@ -163,6 +170,7 @@ def run_cleaning(exp: Experiment, name: str, progress=None) -> RunResult:
                 if labels[k] != data.y_train[k] and outcome.counterexample_label == data.y_train[k]:
                     result.n_cleaned_counterexamples += 1
                 labels[k] = outcome.counterexample_label
+                confirmed.add(k)
         known.append(t)
         labels[t] = outcome.example_label
         clf.fit(data.X_train[known], [labels[i] for i in known], mode=cfg.retrain)
@@ -313,7 +321,13 @@ def register_command(subparsers) -> None:
     p.add_argument("--damping", type=float, default=1e-3, help="Fisher damping λ")
     p.add_argument("--oracle-noise", type=float, default=0.0,
                    help="probability that the simulated annotator answers wrongly")
+    p.add_argument("--show-confirmed", action="store_true",
+                   help="allow human-confirmed examples as counter-examples again "
+                        "(the paper's loop; by default they are skipped)")
     p.add_argument("--max-epochs", type=int, default=100, help="epochs cap for scratch training")
+    p.add_argument("--early-stop-accuracy", type=float, default=None,
+                   help="stop scratch training at this running train accuracy "
+                        "(default 0.9, 0.7 for lr; above 1 disables early stopping)")
     p.add_argument("--n-samples", type=int, default=None, help="size of the synthetic data set")
     p.add_argument("--out", default=None, help="directory for results.json and PNG plots")
     p.add_argument("--json", action="store_true", help="print the JSON document on stdout")
@@ -328,7 +342,9 @@ def _command(args: argparse.Namespace) -> int:
         strategies=parse_list(args.strategies), threshold=args.threshold,
         bootstrap=args.bootstrap, iterations=args.iterations, seeds=parse_list(args.seeds, int),
         retrain=args.retrain, protocol=args.protocol, damping=args.damping,
-        oracle_noise=args.oracle_noise, max_epochs=args.max_epochs, n_samples=args.n_samples)
+        oracle_noise=args.oracle_noise, skip_confirmed=not args.show_confirmed,
+        max_epochs=args.max_epochs,
+        early_stop_accuracy=args.early_stop_accuracy, n_samples=args.n_samples)
     try:
         config.validate()
         document = simulate(config)
