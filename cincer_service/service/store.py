@@ -1,0 +1,223 @@
+"""SQLAlchemy tables and the ``Store`` (engine + sessions + migrations).
+
+The database is the source of truth: examples with their current and original labels, every
+label change, queries with their leases and answers, model versions (weights included, so
+workers on other machines need no shared disk), tokens and audits.
+"""
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from datetime import datetime, timezone
+
+import numpy as np
+from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer,
+                        LargeBinary, String, Text, TypeDecorator, create_engine, event)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+from sqlalchemy.pool import StaticPool
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator):
+    """Timestamps stored as UTC; SQLite drops the zone, so it is put back on read."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_result_value(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Project(Base):
+    __tablename__ = "projects"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    classes: Mapped[list] = mapped_column(JSON)
+    input_shape: Mapped[list] = mapped_column(JSON)
+    model: Mapped[dict] = mapped_column(JSON)
+    threshold: Mapped[float] = mapped_column(Float)
+    strategy: Mapped[str] = mapped_column(String(50))
+    damping: Mapped[float] = mapped_column(Float)
+    bootstrap_size: Mapped[int] = mapped_column(Integer)
+    retrain: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Bumped whenever the training set or one of its labels changes.
+    generation: Mapped[int] = mapped_column(Integer, default=0)
+    # A retrain is wanted while wanted_generation > trained_generation.
+    wanted_generation: Mapped[int] = mapped_column(Integer, default=0)
+    trained_generation: Mapped[int] = mapped_column(Integer, default=-1)
+    answers_since_retrain: Mapped[int] = mapped_column(Integer, default=0)
+    retrain_lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    demo: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Token(Base):
+    __tablename__ = "tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int | None] = mapped_column(ForeignKey("projects.id"), nullable=True)
+    role: Mapped[str] = mapped_column(String(20))
+    name: Mapped[str] = mapped_column(String(200))
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Example(Base):
+    __tablename__ = "examples"
+    __table_args__ = (Index("ix_examples_project_status", "project_id", "status"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    external_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    source: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    x: Mapped[bytes] = mapped_column(LargeBinary)           # float32, C order
+    original_label: Mapped[int] = mapped_column(Integer)
+    label: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20))
+    confirmed: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    def features(self, shape) -> np.ndarray:
+        return np.frombuffer(self.x, dtype=np.float32).reshape(shape)
+
+
+class LabelEvent(Base):
+    __tablename__ = "label_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    example_id: Mapped[int] = mapped_column(ForeignKey("examples.id"), index=True)
+    old_label: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    new_label: Mapped[int] = mapped_column(Integer)
+    why: Mapped[str] = mapped_column(String(40))
+    actor: Mapped[str] = mapped_column(String(200))
+    query_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Query(Base):
+    __tablename__ = "queries"
+    __table_args__ = (Index("ix_queries_project_status", "project_id", "status"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"))
+    example_id: Mapped[int] = mapped_column(ForeignKey("examples.id"), index=True)
+    counterexample_id: Mapped[int | None] = mapped_column(ForeignKey("examples.id"),
+                                                          nullable=True)
+    model_version: Mapped[int] = mapped_column(Integer)
+    strategy: Mapped[str] = mapped_column(String(50))
+    margin: Mapped[float] = mapped_column(Float)
+    prediction: Mapped[int] = mapped_column(Integer)
+    probabilities: Mapped[list] = mapped_column(JSON)
+    counterexample_probabilities: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    origin: Mapped[str] = mapped_column(String(20), default="stream")   # stream | audit
+    status: Mapped[str] = mapped_column(String(20))
+    lease_holder: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    answer_example_label: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    answer_counterexample_label: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    answered_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ModelVersion(Base):
+    __tablename__ = "model_versions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    generation: Mapped[int] = mapped_column(Integer)
+    mode: Mapped[str] = mapped_column(String(20))
+    weights: Mapped[bytes] = mapped_column(LargeBinary)
+    train_ids: Mapped[bytes] = mapped_column(LargeBinary)   # int64 example ids
+    train_size: Mapped[int] = mapped_column(Integer)
+    metrics: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Audit(Base):
+    __tablename__ = "audits"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    detectors: Mapped[list] = mapped_column(JSON)
+    top_k: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20))          # queued|running|done|failed
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    result: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Store:
+    """Engine, session factory and migrations for one database URL."""
+
+    def __init__(self, url: str):
+        self.url = url
+        kwargs = {"future": True}
+        if url.startswith("sqlite"):
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+            if url in ("sqlite://", "sqlite:///:memory:"):
+                kwargs["poolclass"] = StaticPool
+        else:
+            kwargs["pool_pre_ping"] = True
+        self.engine = create_engine(url, **kwargs)
+        if url.startswith("sqlite"):
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.url.startswith("sqlite")
+
+    @contextmanager
+    def session(self):
+        """A transaction: committed on success, rolled back on error."""
+        session = self.sessions()
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def upgrade(self) -> None:
+        """Run the Alembic migrations up to head."""
+        from alembic import command
+        from alembic.config import Config
+
+        here = os.path.dirname(__file__)
+        config = Config()
+        config.set_main_option("script_location", os.path.join(here, "migrations"))
+        config.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
+        with self.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+
+    def ping(self) -> bool:
+        with self.engine.connect() as connection:
+            connection.exec_driver_sql("SELECT 1")
+        return True
+
+
+def _sqlite_pragmas(dbapi_connection, _record):
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
