@@ -1,0 +1,106 @@
+"""The labeling service's REST API: a thin Flask layer over ``LabelService``.
+
+    gunicorn 'api:create_app()'          # production (see deploy/gunicorn.conf.py)
+    cincer-service serve                 # embedded default (see api/commands.py)
+
+``create_app`` is a short list of steps; each resource family is one flask-smorest
+blueprint (``api/<family>/routes.py``) with its marshmallow schemas beside it.
+"""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, request
+
+from .config import API_PREFIX, load_config
+
+__all__ = ["create_app", "API_PREFIX"]
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings=None, service=None, config: dict | None = None) -> Flask:
+    """Build the API app.
+
+    Parameters
+    ----------
+    settings : ``cincer_service.service.Settings`` (default ``Settings.from_env()``).
+    service : a ``LabelService``; by default one is built from ``settings``. A service the
+        factory builds itself also gets the ``CINCER_ADMIN_TOKEN`` registered and, in
+        embedded mode, a started ``ThreadDispatcher`` (so ``gunicorn 'api:create_app()'``
+        works without Redis); a service passed in keeps its dispatcher.
+    config : Flask config overrides (after defaults and ``CINCER_FLASK_*`` variables).
+
+    With ``settings.redis_url`` set, Celery is initialised (``tasks.celery_init_app``) and
+    background jobs go to the Celery workers.
+    """
+    from cincer_service.service import Settings, build_service
+
+    settings = settings or (service.settings if service is not None else Settings.from_env())
+    owns_service = service is None
+    if owns_service:
+        service = build_service(settings)
+    app = Flask(__name__)
+    load_config(app, config)
+    app.extensions["cincer"] = service
+    register_extensions(app)
+    register_blueprints(app)
+    register_errorhandlers(app)
+    register_request_metrics(app)
+    register_background_work(app, settings, owns_service)
+    return app
+
+
+def register_extensions(app: Flask) -> None:
+    from .extensions import CincerApi, RequestCounter
+    # One Api per app: flask-smorest keeps the spec on the Api object.
+    app.extensions["cincer_api"] = CincerApi(app)
+    app.extensions["cincer_requests"] = RequestCounter()
+
+
+def register_blueprints(app: Flask) -> None:
+    from . import audits, examples, models, ops, projects, queries
+    api = app.extensions["cincer_api"]
+    for family in (projects, examples, queries, models, audits):
+        api.register_blueprint(family.blp, url_prefix=API_PREFIX + family.blp.url_prefix)
+    api.register_blueprint(ops.blp)          # /healthz and /metrics at the root
+
+
+def register_errorhandlers(app: Flask) -> None:
+    from .errors import register_errorhandlers as install
+    install(app)
+
+
+def register_request_metrics(app: Flask) -> None:
+    """Count every answered request by method, route template and status."""
+
+    @app.after_request
+    def count_request(response):
+        route = request.url_rule.rule if request.url_rule is not None else "<unmatched>"
+        app.extensions["cincer_requests"].count(request.method, route, response.status_code)
+        return response
+
+
+def register_background_work(app: Flask, settings, owns_service: bool) -> None:
+    """Celery when a broker is configured; an in-process worker for a service we built."""
+    service = app.extensions["cincer"]
+    if settings.redis_url:
+        from tasks import celery_init_app     # lazy: embedded mode needs no Celery
+        celery_init_app(app)
+    elif owns_service:
+        from cincer_service.service import ThreadDispatcher
+        dispatcher = ThreadDispatcher(service).start()
+        service.set_dispatcher(dispatcher)
+        app.extensions["cincer_dispatcher"] = dispatcher
+    if owns_service and settings.admin_token:
+        ensure_admin_token(service, settings.admin_token)
+
+
+def ensure_admin_token(service, secret: str | None) -> str | None:
+    """``service.ensure_admin_token`` that tolerates another process registering the same
+    token at the same moment (gunicorn workers start together)."""
+    from sqlalchemy.exc import IntegrityError
+    try:
+        return service.ensure_admin_token(secret)
+    except IntegrityError:
+        return service.ensure_admin_token(secret)

@@ -1,0 +1,36 @@
+"""``/projects/<pid>/audits``."""
+from __future__ import annotations
+
+from ..auth import requires
+from ..extensions import get_service
+from ..fields import Blueprint
+from .schemas import AuditCreateSchema, AuditEnqueuedSchema, AuditEnqueueSchema, AuditSchema
+
+blp = Blueprint("audits", __name__, url_prefix="/projects/<int:pid>/audits",
+                description="Offline audits: score the training set, queue top suspects.")
+
+
+@blp.route("", methods=["POST"])
+@requires("admin")
+@blp.arguments(AuditCreateSchema)
+@blp.response(202, AuditSchema)
+def create_audit(body, pid):
+    """Queue an audit of the training set with the given detectors."""
+    return get_service().create_audit(pid, body["detectors"], body["top_k"])
+
+
+@blp.route("/<int:aid>", methods=["GET"])
+@requires()
+@blp.response(200, AuditSchema)
+def get_audit(pid, aid):
+    """An audit's status, progress and, when done, its ranked suspects."""
+    return get_service().get_audit(pid, aid)
+
+
+@blp.route("/<int:aid>/enqueue", methods=["POST"])
+@requires("admin")
+@blp.arguments(AuditEnqueueSchema)
+@blp.response(200, AuditEnqueuedSchema)
+def enqueue_audit(body, pid, aid):
+    """Turn a finished audit's top suspects into review queries."""
+    return get_service().enqueue_audit(pid, aid, body.get("top_k"))

@@ -1,0 +1,110 @@
+"""One error shape for every failure: ``{"error": {"code", "message", "details"}}``.
+
+Service errors map to their HTTP status by class; Werkzeug and webargs errors (unknown route,
+wrong method, malformed JSON, failed validation, oversized body) and unexpected exceptions
+(500, no traceback in the body) are rewritten into the same shape.
+"""
+from __future__ import annotations
+
+import marshmallow as ma
+from flask import current_app, jsonify
+from werkzeug.exceptions import HTTPException
+
+from cincer_service.service import (BadInput, Conflict, Forbidden, NotFound, ServiceError,
+                                    Unauthorized)
+
+SERVICE_STATUS = {BadInput: 422, Unauthorized: 401, Forbidden: 403, NotFound: 404,
+                  Conflict: 409}
+
+# Stable codes for HTTP-level errors (the rest use Werkzeug's name in snake_case).
+HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+              405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
+              415: "unsupported_media_type", 422: "validation_error", 500: "internal_error",
+              503: "unavailable"}
+
+
+class ErrorBodySchema(ma.Schema):
+    code = ma.fields.String(required=True, metadata={"description": "stable snake_case code"})
+    message = ma.fields.String(required=True)
+    details = ma.fields.Dict(metadata={"description": "field -> messages, or context"})
+
+
+class ErrorSchema(ma.Schema):
+    """The body of every 4xx/5xx answer (documentation only)."""
+
+    error = ma.fields.Nested(ErrorBodySchema, required=True)
+
+
+class Unavailable(ServiceError):
+    """A dependency (the database) does not answer."""
+
+    code = "unavailable"
+
+
+def error_response(status: int, code: str, message: str, details: dict | None = None,
+                   headers: dict | None = None):
+    response = jsonify({"error": {"code": code, "message": message, "details": details or {}}})
+    response.status_code = status
+    for key, value in (headers or {}).items():
+        response.headers[key] = value
+    return response
+
+
+def handle_service_error(error: ServiceError):
+    status = next((s for cls, s in SERVICE_STATUS.items() if isinstance(error, cls)),
+                  503 if isinstance(error, Unavailable) else 400)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return error_response(status, error.code, error.message, error.details, headers)
+
+
+def _flatten_messages(messages) -> dict:
+    """webargs nests messages by location (``{"json": {...}, "query": {...}}``); merge them."""
+    if not isinstance(messages, dict):
+        return {"_schema": messages}
+    merged = {}
+    for location, fields in messages.items():
+        if isinstance(fields, dict):
+            merged.update(fields)
+        else:
+            merged[location] = fields
+    return merged
+
+
+def handle_http_exception(error: HTTPException):
+    status = error.code or 500
+    code = HTTP_CODES.get(status) or error.name.lower().replace(" ", "_")
+    message = error.description or error.name
+    details: dict = {}
+    data = getattr(error, "data", None) or {}      # set by webargs/flask-smorest ``abort``
+    if "messages" in data or "errors" in data:
+        details = _flatten_messages(data.get("errors", data.get("messages")))
+        if status == 422:
+            message = "the request did not validate; see details"
+        elif status == 400 and "json" in details:
+            code, message = "invalid_json", "the body is not valid JSON"
+    if data.get("message"):
+        message = data["message"]
+    if data.get("code"):
+        code = data["code"]
+    headers = {}
+    if status == 405 and getattr(error, "valid_methods", None):
+        headers["Allow"] = ", ".join(error.valid_methods)
+        details = {"allowed": list(error.valid_methods)}
+    if status == 413:
+        limit = current_app.config.get("MAX_CONTENT_LENGTH")
+        message = f"the body is larger than the {limit} byte limit"
+        details = {"max_content_length": limit}
+    headers.update(data.get("headers") or {})
+    return error_response(status, code, message, details, headers)
+
+
+def handle_unexpected(error: Exception):
+    current_app.logger.exception("unhandled error: %s", error)
+    return error_response(500, "internal_error", "internal server error; see the server log")
+
+
+def register_errorhandlers(app) -> None:
+    """Install the handlers; later registration wins over flask-smorest's own."""
+    app.register_error_handler(ServiceError, handle_service_error)
+    app.register_error_handler(HTTPException, handle_http_exception)
+    app.register_error_handler(Exception, handle_unexpected)

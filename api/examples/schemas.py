@@ -1,0 +1,83 @@
+"""Request and response bodies of the examples family."""
+from __future__ import annotations
+
+import marshmallow as ma
+from flask import current_app
+from marshmallow import fields, validate, validates
+
+from cincer_service.service.service import EXAMPLE_STATUSES
+
+from ..fields import Identifier, NumberArray, StrictInteger
+
+
+class ExampleInSchema(ma.Schema):
+    external_id = Identifier(allow_none=True, metadata={"type": "string",
+                                                        "description": "your id (≤ 200 chars)"})
+    x = NumberArray(required=True)
+    label = StrictInteger(required=True, validate=validate.Range(min=0),
+                          metadata={"description": "class index 0..len(classes)-1"})
+    source = fields.String(allow_none=True, validate=validate.Length(max=200))
+
+
+class IngestSchema(ma.Schema):
+    items = fields.List(fields.Nested(ExampleInSchema), required=True,
+                        validate=validate.Length(min=1),
+                        metadata={"description": "1 to the service's max_batch items "
+                                                 "(CINCER_MAX_BATCH, default 1000); all or "
+                                                 "nothing"})
+
+    @validates("items")
+    def batch_limit(self, items, **_):
+        limit = current_app.extensions["cincer"].settings.max_batch
+        if len(items) > limit:
+            raise ma.ValidationError(f"at most {limit} items per batch (got {len(items)})")
+
+
+class IngestedSchema(ma.Schema):
+    id = fields.Integer()
+    status = fields.String()
+
+
+class IngestResultSchema(ma.Schema):
+    items = fields.List(fields.Nested(IngestedSchema))
+
+
+class ExampleListArgsSchema(ma.Schema):
+    status = fields.String(validate=validate.OneOf(EXAMPLE_STATUSES))
+    source = fields.String()
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1),
+                           metadata={"description": "page size, at most CINCER_MAX_PAGE "
+                                                    "(default 500)"})
+
+
+class ExampleSchema(ma.Schema):
+    id = fields.Integer()
+    external_id = fields.String(allow_none=True)
+    source = fields.String(allow_none=True)
+    x = fields.Raw(metadata={"type": "array", "items": {}})
+    label = fields.Integer()
+    original_label = fields.Integer()
+    status = fields.String(metadata={"enum": list(EXAMPLE_STATUSES)})
+    confirmed = fields.Boolean()
+    created_at = fields.DateTime()
+    updated_at = fields.DateTime()
+
+
+class ExamplePageSchema(ma.Schema):
+    items = fields.List(fields.Nested(ExampleSchema))
+    total = fields.Integer()
+
+
+class LabelEventSchema(ma.Schema):
+    at = fields.DateTime()
+    actor = fields.String()
+    old_label = fields.Integer(allow_none=True)
+    new_label = fields.Integer()
+    why = fields.String(metadata={"enum": ["ingest", "answer_example",
+                                           "answer_counterexample"]})
+    query_id = fields.Integer(allow_none=True)
+
+
+class ExampleDetailSchema(ExampleSchema):
+    history = fields.List(fields.Nested(LabelEventSchema))

@@ -1,0 +1,117 @@
+"""Strict marshmallow fields and the strict JSON parser every blueprint uses.
+
+Python's ``json`` accepts ``NaN`` and ``Infinity``, and marshmallow's numbers accept numeric
+strings and booleans; the service wants neither, so these refuse them at the door.
+"""
+from __future__ import annotations
+
+import json
+import numbers
+
+import marshmallow as ma
+from flask_smorest import Blueprint as SmorestBlueprint
+from webargs import core
+from webargs.flaskparser import FlaskParser, abort, is_json_request
+
+
+class NonFiniteNumber(ValueError):
+    pass
+
+
+def _reject_constant(name: str):
+    raise NonFiniteNumber(f"{name} is not a JSON number; send finite values")
+
+
+def strict_json_loads(data: bytes | str):
+    """``json.loads`` that refuses NaN, Infinity and -Infinity."""
+    text = data.decode("utf-8") if isinstance(data, bytes) else data
+    return json.loads(text, parse_constant=_reject_constant)
+
+
+class StrictJSONParser(FlaskParser):
+    """webargs' Flask parser with NaN/Infinity refused (400, code ``invalid_json``)."""
+
+    def _raw_load_json(self, req):
+        if not is_json_request(req):
+            return core.missing
+        data = req.get_data(cache=True)
+        try:
+            return strict_json_loads(data)
+        except NonFiniteNumber as exc:
+            abort(400, exc=exc, code="invalid_json", message=str(exc),
+                  messages={"json": [str(exc)]})
+        except UnicodeDecodeError as exc:
+            self._handle_invalid_json_error(exc, req)
+
+
+class Blueprint(SmorestBlueprint):
+    """flask-smorest's Blueprint with the strict JSON parser."""
+
+    ARGUMENTS_PARSER = StrictJSONParser()
+
+
+class StrictInteger(ma.fields.Integer):
+    """An integer given as a JSON integer (not a string, float or boolean)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(strict=True, **kwargs)
+
+
+class StrictFloat(ma.fields.Float):
+    """A finite JSON number (not a string or boolean)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class Identifier(ma.fields.Field):
+    """A caller's identifier: a string or an integer (kept as a string), at most 200 chars."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise ma.ValidationError("a string or an integer")
+        value = str(value)
+        if len(value) > 200:
+            raise ma.ValidationError("at most 200 characters")
+        return value
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return value
+
+
+class NumberArray(ma.fields.Field):
+    """A number or nested lists of numbers (at most ``max_depth`` levels), all finite.
+
+    Rectangularity and the project's ``input_shape`` are checked by the service."""
+
+    def __init__(self, max_depth: int = 3, **kwargs):
+        kwargs["metadata"] = {"type": "array", "items": {},
+                              "description": "nested lists of finite numbers matching the "
+                                             "project's input_shape", **kwargs.get("metadata", {})}
+        super().__init__(**kwargs)
+        self.max_depth = max_depth
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        self._check(value, 0)
+        return value
+
+    def _check(self, value, depth: int) -> None:
+        if isinstance(value, list):
+            if depth >= self.max_depth:
+                raise ma.ValidationError(f"at most {self.max_depth} levels of nesting")
+            if value and all(type(v) in (int, float) for v in value):
+                if any(v != v or v in (float("inf"), float("-inf")) for v in value
+                       if type(v) is float):
+                    raise ma.ValidationError("NaN or infinite values")
+                return
+            for v in value:
+                self._check(v, depth + 1)
+        elif type(value) not in (int, float):
+            raise ma.ValidationError("nested lists of numbers")
+        elif value != value or value in (float("inf"), float("-inf")):
+            raise ma.ValidationError("NaN or infinite values")
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return value

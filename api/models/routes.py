@@ -1,0 +1,26 @@
+"""``/projects/<pid>/models``."""
+from __future__ import annotations
+
+from ..auth import requires
+from ..extensions import get_service
+from ..fields import Blueprint
+from .schemas import ModelListSchema, RetrainQueuedSchema
+
+blp = Blueprint("models", __name__, url_prefix="/projects/<int:pid>/models",
+                description="Model versions and retraining.")
+
+
+@blp.route("", methods=["GET"])
+@requires()
+@blp.response(200, ModelListSchema)
+def list_models(pid):
+    """Every model version with its training-set size, metrics and creation time."""
+    return {"items": get_service().list_models(pid)}
+
+
+@blp.route("/retrain", methods=["POST"])
+@requires("admin")
+@blp.response(202, RetrainQueuedSchema)
+def retrain(pid):
+    """Queue a retrain on the current labels (coalesced with any retrain already wanted)."""
+    return get_service().request_retrain(pid)

@@ -1,0 +1,23 @@
+"""Response bodies of the models family."""
+from __future__ import annotations
+
+import marshmallow as ma
+from marshmallow import fields
+
+
+class ModelVersionSchema(ma.Schema):
+    version = fields.Integer()
+    train_size = fields.Integer()
+    mode = fields.String(metadata={"description": "scratch or warm"})
+    generation = fields.Integer()
+    metrics = fields.Dict(metadata={"description": "train_accuracy, epochs, seconds"})
+    created_at = fields.DateTime()
+
+
+class ModelListSchema(ma.Schema):
+    items = fields.List(fields.Nested(ModelVersionSchema))
+
+
+class RetrainQueuedSchema(ma.Schema):
+    status = fields.String()
+    wanted_generation = fields.Integer()

@@ -1,0 +1,4 @@
+"""Projects, their tokens, statistics and label export."""
+from .routes import blp
+
+__all__ = ["blp"]

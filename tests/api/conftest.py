@@ -1,0 +1,77 @@
+"""A Flask test client over a LabelService on temporary SQLite, jobs run inline."""
+import numpy as np
+import pytest
+
+from api import create_app
+from cincer_service.datasets import inject_noise, load_dataset
+from cincer_service.service import InlineDispatcher, Settings, build_service
+
+ADMIN = "admin-secret-for-tests"
+
+
+@pytest.fixture(scope="session")
+def breast():
+    data = load_dataset("breast", seed=0)
+    noisy, _ = inject_noise(data.y_train, 2, 0.2, seed=0)
+    return data, noisy
+
+
+@pytest.fixture
+def service(tmp_path):
+    service = build_service(Settings(data_dir=str(tmp_path), admin_token=ADMIN, max_batch=200))
+    service.set_dispatcher(InlineDispatcher(service))
+    service.ensure_admin_token(ADMIN)
+    return service
+
+
+@pytest.fixture
+def app(service):
+    app = create_app(service=service, config={"TESTING": True})
+    return app
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def bearer(token):
+    return {"Authorization": f"Bearer {token}"}
+
+
+PROJECT = {"name": "breast", "classes": ["malignant", "benign"], "input_shape": [30],
+           "model": {"kind": "lr", "max_epochs": 60}, "bootstrap_size": 60,
+           "retrain": {"mode": "warm", "every_n_answers": 3}}
+
+
+@pytest.fixture
+def project(client):
+    """A project with one token per role: ``{"id", "tokens": {role: secret}}``."""
+    created = client.post("/api/v1/projects", json=PROJECT, headers=bearer(ADMIN))
+    assert created.status_code == 201, created.json
+    pid = created.json["id"]
+    tokens = {"admin": ADMIN}
+    for role in ("ingest", "annotator", "viewer"):
+        answer = client.post(f"/api/v1/projects/{pid}/tokens", json={"role": role},
+                             headers=bearer(ADMIN))
+        assert answer.status_code == 201, answer.json
+        tokens[role] = answer.json["token"]
+    return {"id": pid, "tokens": tokens}
+
+
+def batch(breast, start, stop):
+    data, noisy = breast
+    return {"items": [{"external_id": str(i), "x": np.asarray(data.X_train[i]).tolist(),
+                       "label": int(noisy[i]), "source": "test"} for i in range(start, stop)]}
+
+
+def assert_error(response, status, code=None):
+    """The JSON error shape, with the given status (and code)."""
+    assert response.status_code == status, (response.status_code, response.get_data(True))
+    body = response.get_json()
+    assert set(body) == {"error"}, body
+    assert set(body["error"]) == {"code", "message", "details"}, body
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+    if code is not None:
+        assert body["error"]["code"] == code, body
+    return body["error"]
