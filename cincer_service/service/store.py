@@ -205,14 +205,36 @@ class Store:
         config = Config()
         config.set_main_option("script_location", os.path.join(here, "migrations"))
         config.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
-        with self.engine.begin() as connection:
+        with self._migration_lock(), self.engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                # Held until this transaction commits: concurrent starters wait here.
+                connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
+
+    @contextmanager
+    def _migration_lock(self):
+        """Serialise migrations across processes on one SQLite file (API and workers start
+        together); PostgreSQL uses an advisory lock inside the migration transaction."""
+        database = self.engine.url.database if self.engine.dialect.name == "sqlite" else None
+        if not database or database == ":memory:":
+            yield
+            return
+        import fcntl
+        with open(database + ".migrate-lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     def ping(self) -> bool:
         with self.engine.connect() as connection:
             connection.exec_driver_sql("SELECT 1")
         return True
+
+
+MIGRATION_LOCK_KEY = 0x43494E43   # "CINC"
 
 
 def _sqlite_pragmas(dbapi_connection, _record):
