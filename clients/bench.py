@@ -1,0 +1,248 @@
+"""``python -m clients bench``: the labeling service's numbers, measured over HTTP.
+
+* ingest throughput: examples/s over REST in batches of 500 with 64 features, into a project
+  created for the run (the server screens them in the background meanwhile);
+* ingest-to-query latency: for each of N suspicious examples (a clear member of one class
+  ingested with another class's label, one at a time, into a second dedicated project with a
+  trained model), the time from sending it to ``queries/next`` leasing its query; each query
+  is answered so the next one is the only open query;
+* memory: VmRSS of the API and worker processes (and their children), from ``/proc``, for
+  the pids given or found in ``deploy/local-cluster.sh``'s pid files.
+
+Run it against a quiet service; it creates two projects named ``bench-*``.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .client import CincerClient
+
+N_CLASSES = 10
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--json", action="store_true", help="one line of JSON")
+    parser.add_argument("--examples", type=int, default=5000,
+                        help="examples sent for the ingest throughput (default 5000)")
+    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--features", type=int, default=64)
+    parser.add_argument("--latency-samples", type=int, default=50,
+                        help="suspicious examples timed from ingest to leasable query")
+    parser.add_argument("--warmup", type=int, default=1,
+                        help="first suspicious examples reported apart (they build the "
+                             "model version's cached Fisher factor)")
+    parser.add_argument("--poll-interval", type=float, default=0.02,
+                        help="seconds between queries/next polls while timing")
+    parser.add_argument("--wait-timeout", type=float, default=300,
+                        help="bound on each wait for the service (seconds)")
+    parser.add_argument("--pids-api", default=None, help="comma-separated API pids")
+    parser.add_argument("--pids-worker", default=None, help="comma-separated worker pids")
+    parser.add_argument("--cluster-dir", default=os.path.join("cincer-data", "cluster"),
+                        help="where deploy/local-cluster.sh keeps its *.pid files")
+    parser.add_argument("--skip", default="",
+                        help="comma-separated parts to skip: ingest, latency, memory")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+# -- synthetic data ------------------------------------------------------------------------------
+def class_centres(n_features: int, seed: int) -> np.ndarray:
+    """Well separated class centres, so a model trained on a few examples is confident."""
+    return np.random.default_rng(seed).normal(0.0, 3.0, size=(N_CLASSES, n_features))
+
+
+def sample(centres: np.ndarray, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    y = rng.integers(0, len(centres), size=n)
+    X = centres[y] + rng.normal(0.0, 0.5, size=(n, centres.shape[1]))
+    return X.astype(np.float32), y
+
+
+def items_of(X: np.ndarray, y: np.ndarray, prefix: str) -> list[dict]:
+    return [{"x": X[i].tolist(), "label": int(y[i]), "external_id": f"{prefix}{i}",
+             "source": "bench"} for i in range(len(y))]
+
+
+def project_spec(name: str, n_features: int, bootstrap: int, every_n_answers: int) -> dict:
+    return {"name": name, "classes": [str(c) for c in range(N_CLASSES)],
+            "input_shape": [n_features], "model": {"kind": "lr", "max_epochs": 30},
+            "threshold": 0.2, "strategy": "top_fisher", "bootstrap_size": bootstrap,
+            "retrain": {"mode": "scratch", "every_n_answers": every_n_answers}}
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    return float(np.percentile(values, q)) if values else None
+
+
+# -- parts -----------------------------------------------------------------------------------------
+def bench_ingest(client: CincerClient, n: int, batch_size: int, n_features: int,
+                 seed: int, wait_timeout: float = 300) -> dict:
+    """Examples/s over REST, batches sent one after another."""
+    rng = np.random.default_rng(seed)
+    centres = class_centres(n_features, seed)
+    X, y = sample(centres, n, rng)
+    items = items_of(X, y, "ingest-")
+    project = client.create_project(project_spec(f"bench-ingest-{int(time.time())}",
+                                                 n_features, bootstrap=100,
+                                                 every_n_answers=10**6))
+    batch_seconds = []
+    started = time.perf_counter()
+    for start in range(0, n, batch_size):
+        t0 = time.perf_counter()
+        client.ingest_batch(project["id"], items[start:start + batch_size])
+        batch_seconds.append(time.perf_counter() - t0)
+    total = time.perf_counter() - started
+    # Let the background screening finish: the latency part wants a quiet worker.
+    client.wait_idle(project["id"], timeout=wait_timeout, poll=0.2)
+    settled = time.perf_counter() - started
+    return {"project": project["id"], "examples": n, "batch_size": batch_size,
+            "features": n_features, "seconds": round(total, 4),
+            "examples_per_second": round(n / total, 1),
+            "batch_seconds_p50": percentile(batch_seconds, 50),
+            "batch_seconds_p99": percentile(batch_seconds, 99),
+            "seconds_until_screened": round(settled, 3)}
+
+
+def bench_latency(client: CincerClient, samples: int, n_features: int, poll: float,
+                  wait_timeout: float, seed: int, warmup: int = 1) -> dict:
+    """Seconds from POSTing one suspicious example to leasing its query."""
+    rng = np.random.default_rng(seed + 1)
+    centres = class_centres(n_features, seed)
+    project = client.create_project(project_spec(f"bench-latency-{int(time.time())}",
+                                                 n_features, bootstrap=200,
+                                                 every_n_answers=10**6))
+    pid = project["id"]
+    X, y = sample(centres, 200, rng)
+    client.ingest(pid, items_of(X, y, "boot-"))
+    client.wait_idle(pid, timeout=wait_timeout, poll=0.2)
+    annotator = CincerClient(client.root,
+                             client.create_token(pid, "annotator", "bench")["token"],
+                             timeout=client.timeout)
+    while (stale := annotator.next_query(pid)) is not None:    # none expected; be safe
+        annotator.answer_query(pid, stale["id"], stale["example"]["label"])
+    latencies, warm, mismatched, not_flagged = [], [], 0, 0
+    for i in range(warmup + samples):
+        Xs, ys = sample(centres, 1, rng)
+        wrong = int((ys[0] + 1 + rng.integers(0, N_CLASSES - 1)) % N_CLASSES)
+        started = time.perf_counter()
+        item = {"x": Xs[0].tolist(), "label": wrong, "external_id": f"suspect-{i}",
+                "source": "bench"}
+        eid = client.ingest_batch(pid, [item])[0]["id"]
+        deadline = started + wait_timeout
+        query = None
+        while time.perf_counter() < deadline:
+            query = annotator.next_query(pid)
+            if query is not None:
+                break
+            if client.get_example(pid, eid)["status"] == "accepted":
+                break                       # the model was not suspicious of it
+            time.sleep(poll)
+        if query is None:
+            not_flagged += 1
+            continue
+        elapsed = time.perf_counter() - started
+        ours = query["example"]["id"] == eid
+        if ours:
+            (warm if i < warmup else latencies).append(elapsed)
+        else:
+            mismatched += 1
+        ce = query.get("counterexample")
+        annotator.answer_query(pid, query["id"],
+                               int(ys[0]) if ours else query["example"]["label"],
+                               None if ce is None else ce["label"])
+    return {"project": pid, "samples": samples, "timed": len(latencies),
+            "warmup_seconds": warm,
+            "not_flagged": not_flagged, "other_query_first": mismatched,
+            "poll_interval": poll,
+            "p50_seconds": percentile(latencies, 50), "p99_seconds": percentile(latencies, 99),
+            "max_seconds": max(latencies) if latencies else None}
+
+
+# -- memory ----------------------------------------------------------------------------------------
+def parse_pids(text: str | None) -> list[int]:
+    return [int(p) for p in (text or "").replace(" ", "").split(",") if p]
+
+
+def rss_kib(pid: int) -> int | None:
+    """VmRSS of ``pid`` in KiB, ``None`` when it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return 0
+
+
+def children(pid: int) -> list[int]:
+    """Direct children of ``pid`` (every thread's children list)."""
+    found = []
+    for path in glob.glob(f"/proc/{pid}/task/*/children"):
+        try:
+            found += [int(c) for c in Path(path).read_text().split()]
+        except OSError:
+            pass
+    return sorted(set(found))
+
+
+def process_memory(pid: int) -> dict:
+    """RSS of a process and of its children (gunicorn and Celery prefork fork workers)."""
+    def name(p):
+        try:
+            return Path(f"/proc/{p}/comm").read_text().strip()
+        except OSError:
+            return None
+    kids = [{"pid": c, "name": name(c), "rss_mib": _mib(rss_kib(c))} for c in children(pid)]
+    own = rss_kib(pid)
+    total = (own or 0) + sum(rss_kib(k["pid"]) or 0 for k in kids)
+    return {"pid": pid, "name": name(pid), "rss_mib": _mib(own), "children": kids,
+            "total_rss_mib": _mib(total) if own is not None else None}
+
+
+def _mib(kib: int | None) -> float | None:
+    return None if kib is None else round(kib / 1024, 1)
+
+
+def cluster_pids(cluster_dir: str) -> dict[str, list[int]]:
+    """Pids from ``*.pid`` files, grouped by role guessed from the file name."""
+    groups: dict[str, list[int]] = {}
+    for path in sorted(glob.glob(os.path.join(cluster_dir, "*.pid"))):
+        stem = os.path.basename(path)[:-4].lower()
+        role = ("api" if "api" in stem or "gunicorn" in stem else
+                "worker" if "worker" in stem or "celery" in stem else
+                "redis" if "redis" in stem else stem)
+        try:
+            groups.setdefault(role, []).append(int(Path(path).read_text().split()[0]))
+        except (OSError, ValueError, IndexError):
+            pass
+    return groups
+
+
+def bench_memory(api: list[int], worker: list[int], cluster_dir: str) -> dict:
+    groups = {"api": api, "worker": worker}
+    if not api and not worker:
+        groups = cluster_pids(cluster_dir)
+    if not any(groups.values()):
+        return {"note": f"no pids given (--pids-api, --pids-worker) and no *.pid files "
+                        f"under {cluster_dir}"}
+    return {role: [process_memory(p) for p in pids] for role, pids in groups.items() if pids}
+
+
+def run_bench(client: CincerClient, args) -> dict:
+    """Every part not skipped, as one JSON-able dict."""
+    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    report = {"url": client.root, "health": client.healthz()}
+    if "ingest" not in skip:
+        report["ingest"] = bench_ingest(client, args.examples, args.batch_size, args.features,
+                                        args.seed, args.wait_timeout)
+    if "latency" not in skip:
+        report["latency"] = bench_latency(client, args.latency_samples, args.features,
+                                          args.poll_interval, args.wait_timeout, args.seed,
+                                          args.warmup)
+    if "memory" not in skip:
+        report["memory"] = bench_memory(parse_pids(args.pids_api),
+                                        parse_pids(args.pids_worker), args.cluster_dir)
+    return report

@@ -1,0 +1,292 @@
+"""``CincerClient``: the labeling service's REST API from Python, over HTTP only.
+
+    client = CincerClient("http://127.0.0.1:8000", token)
+    pid = client.create_project({"name": "digits", "classes": [...], "input_shape": [64]})["id"]
+    client.ingest(pid, items)                      # split into batches of 500
+    while (query := client.next_query(pid)) is not None:
+        client.answer_query(pid, query["id"], example_label=3, counterexample_label=5)
+
+Every non-2xx answer is raised as ``ApiError(status, code, message, details)``, parsed from
+the service's ``{"error": {"code", "message", "details"}}`` body.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable, Iterable, Iterator
+
+import requests
+
+API_PREFIX = "/api/v1"
+DEFAULT_BATCH_SIZE = 500
+IDLE_EXAMPLE_STATUSES = ("pending",)           # examples still waiting for screening
+BUSY_QUERY_STATUSES = ("computing",)           # queries still waiting for a counter-example
+
+
+class ApiError(Exception):
+    """A non-2xx answer from the service (or an unreadable one)."""
+
+    def __init__(self, status: int, code: str, message: str, details: dict | None = None):
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details or {}
+
+    @classmethod
+    def from_response(cls, response: requests.Response) -> "ApiError":
+        """Parse the service's error shape; fall back to the status line and body text."""
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        error = body.get("error") if isinstance(body, dict) else None
+        if isinstance(error, dict):
+            details = error.get("details")
+            return cls(response.status_code, str(error.get("code") or "error"),
+                       str(error.get("message") or response.reason or ""),
+                       details if isinstance(details, dict) else {"details": details}
+                       if details is not None else {})
+        text = (response.text or "").strip()
+        return cls(response.status_code, f"http_{response.status_code}",
+                   text[:500] or str(response.reason or "no body"), {})
+
+
+class IngestError(ApiError):
+    """A batch of an ``ingest`` call was refused; the batches before it were stored.
+
+    ``stored`` holds the ``{id, status}`` results of the stored batches and ``offset`` the
+    index (in the caller's item list) of the refused batch's first item."""
+
+    def __init__(self, cause: ApiError, stored: list[dict], offset: int):
+        super().__init__(cause.status, cause.code,
+                         f"{cause.message} (batch starting at item {offset}; "
+                         f"{len(stored)} items before it were stored)", cause.details)
+        self.stored = stored
+        self.offset = offset
+
+
+class CincerClient:
+    """A thin client for every endpoint of the labeling service's REST API.
+
+    Parameters
+    ----------
+    base_url : the server root (``http://host:port``); a trailing ``/api/v1`` is accepted.
+    token : the bearer token (admin, or a project token with the needed role).
+    timeout : seconds per request.
+    retries : how many times a GET is retried after a connection error or timeout.
+    session : a ``requests.Session`` (or anything with its ``request`` method).
+    """
+
+    def __init__(self, base_url: str, token: str | None = None, timeout: float = 30,
+                 retries: int = 3, backoff: float = 0.3, session=None):
+        root = base_url.rstrip("/")
+        if root.endswith(API_PREFIX):
+            root = root[: -len(API_PREFIX)]
+        self.root = root
+        self.api = root + API_PREFIX
+        self.token = token
+        self.timeout = timeout
+        self.retries = max(0, int(retries))
+        self.backoff = backoff
+        self.session = session if session is not None else requests.Session()
+
+    # -- plumbing ----------------------------------------------------------------------------
+    def _headers(self) -> dict:
+        headers = {"Accept": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        return headers
+
+    def request(self, method: str, path: str, *, params: dict | None = None, json=None,
+                absolute: bool = False) -> requests.Response:
+        """Send one request; raise ``ApiError`` on a non-2xx answer.
+
+        GETs are retried ``retries`` times on connection errors and timeouts (they change
+        nothing, so a retry is safe); other methods are sent once."""
+        url = (self.root if absolute else self.api) + path
+        params = {k: v for k, v in (params or {}).items() if v is not None}
+        attempts = 1 + (self.retries if method.upper() == "GET" else 0)
+        for attempt in range(attempts):
+            try:
+                response = self.session.request(method, url, params=params or None, json=json,
+                                                headers=self._headers(), timeout=self.timeout)
+                break
+            except (requests.ConnectionError, requests.Timeout):
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(self.backoff * 2 ** attempt)
+        if not 200 <= response.status_code < 300:
+            raise ApiError.from_response(response)
+        return response
+
+    def _json(self, method: str, path: str, **kwargs):
+        response = self.request(method, path, **kwargs)
+        if response.status_code == 204 or not response.content:
+            return None
+        return response.json()
+
+    # -- service -----------------------------------------------------------------------------
+    def healthz(self) -> dict:
+        """``GET /healthz``: liveness and which database / broker the service uses."""
+        return self._json("GET", "/healthz", absolute=True)
+
+    def metrics(self) -> str:
+        """``GET /metrics``: Prometheus text format."""
+        return self.request("GET", "/metrics", absolute=True).text
+
+    def openapi(self) -> dict:
+        """``GET /api/v1/openapi.json``."""
+        return self._json("GET", "/openapi.json")
+
+    # -- projects and tokens -------------------------------------------------------------------
+    def list_projects(self) -> list[dict]:
+        body = self._json("GET", "/projects")
+        return body["items"] if isinstance(body, dict) and "items" in body else body
+
+    def create_project(self, spec: dict) -> dict:
+        """``POST /projects`` (admin): ``{name, classes, input_shape, model, threshold,
+        strategy, bootstrap_size, retrain}``."""
+        return self._json("POST", "/projects", json=spec)
+
+    def get_project(self, pid: int) -> dict:
+        return self._json("GET", f"/projects/{int(pid)}")
+
+    def create_token(self, pid: int, role: str, name: str | None = None) -> dict:
+        """``POST /projects/{pid}/tokens`` (admin); the secret is in ``["token"]``, once."""
+        body = {"role": role}
+        if name is not None:
+            body["name"] = name
+        return self._json("POST", f"/projects/{int(pid)}/tokens", json=body)
+
+    # -- examples ------------------------------------------------------------------------------
+    def ingest_batch(self, pid: int, items: list[dict]) -> list[dict]:
+        """One ``POST /projects/{pid}/examples``: all items stored, or none."""
+        body = self._json("POST", f"/projects/{int(pid)}/examples",
+                          json={"items": [_jsonable_item(item) for item in items]})
+        return body["items"]
+
+    def ingest(self, pid: int, items: Iterable[dict], batch_size: int = DEFAULT_BATCH_SIZE,
+               progress: Callable[[int], None] | None = None) -> list[dict]:
+        """Send ``items`` (``{x, label, external_id?, source?}``) in batches of
+        ``batch_size``; returns every ``{id, status}`` in order.
+
+        Each batch is all-or-nothing on the server; when one is refused an ``IngestError``
+        says which and carries the results of the batches already stored."""
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        items = list(items)
+        results: list[dict] = []
+        for start in range(0, len(items), batch_size):
+            batch = items[start:start + batch_size]
+            try:
+                results.extend(self.ingest_batch(pid, batch))
+            except ApiError as exc:
+                raise IngestError(exc, results, start) from exc
+            if progress is not None:
+                progress(len(batch))
+        return results
+
+    def list_examples(self, pid: int, status: str | None = None, source: str | None = None,
+                      offset: int = 0, limit: int = 50) -> dict:
+        """One page: ``{items, total}``."""
+        return self._json("GET", f"/projects/{int(pid)}/examples",
+                          params={"status": status, "source": source, "offset": offset,
+                                  "limit": limit})
+
+    def iter_examples(self, pid: int, status: str | None = None, source: str | None = None,
+                      page_size: int = 500) -> Iterator[dict]:
+        """Every example, page after page."""
+        offset = 0
+        while True:
+            page = self.list_examples(pid, status, source, offset, page_size)
+            yield from page["items"]
+            offset += len(page["items"])
+            if not page["items"] or offset >= page["total"]:
+                return
+
+    def get_example(self, pid: int, eid: int) -> dict:
+        """One example with its label ``history``."""
+        return self._json("GET", f"/projects/{int(pid)}/examples/{int(eid)}")
+
+    # -- queries -------------------------------------------------------------------------------
+    def next_query(self, pid: int) -> dict | None:
+        """``POST /projects/{pid}/queries/next`` (annotator): a leased query, or ``None``
+        when none is open (204)."""
+        return self._json("POST", f"/projects/{int(pid)}/queries/next")
+
+    def get_query(self, pid: int, qid: int) -> dict:
+        return self._json("GET", f"/projects/{int(pid)}/queries/{int(qid)}")
+
+    def answer_query(self, pid: int, qid: int, example_label: int,
+                     counterexample_label: int | None = None) -> dict:
+        """``POST /projects/{pid}/queries/{qid}/answer``; replaying the same answer is
+        harmless, a lost lease or a different answer is a 409 ``ApiError``."""
+        body = {"example_label": int(example_label)}
+        if counterexample_label is not None:
+            body["counterexample_label"] = int(counterexample_label)
+        return self._json("POST", f"/projects/{int(pid)}/queries/{int(qid)}/answer", json=body)
+
+    # -- models, stats, export -----------------------------------------------------------------
+    def list_models(self, pid: int) -> list[dict]:
+        body = self._json("GET", f"/projects/{int(pid)}/models")
+        return body["items"] if isinstance(body, dict) and "items" in body else body
+
+    def retrain(self, pid: int) -> dict:
+        """``POST /projects/{pid}/models/retrain`` (admin): queue a retrain."""
+        return self._json("POST", f"/projects/{int(pid)}/models/retrain")
+
+    def stats(self, pid: int) -> dict:
+        return self._json("GET", f"/projects/{int(pid)}/stats")
+
+    def export(self, pid: int, format: str = "csv") -> str:
+        """Current and original labels of every example, as CSV or JSON-lines text."""
+        return self.request("GET", f"/projects/{int(pid)}/export",
+                            params={"format": format}).text
+
+    # -- audits --------------------------------------------------------------------------------
+    def create_audit(self, pid: int, detectors: list[str], top_k: int = 20) -> dict:
+        """``POST /projects/{pid}/audits`` (admin): score the training set offline."""
+        return self._json("POST", f"/projects/{int(pid)}/audits",
+                          json={"detectors": list(detectors), "top_k": int(top_k)})
+
+    def get_audit(self, pid: int, aid: int) -> dict:
+        return self._json("GET", f"/projects/{int(pid)}/audits/{int(aid)}")
+
+    def enqueue_audit(self, pid: int, aid: int, top_k: int | None = None) -> dict:
+        """``POST /projects/{pid}/audits/{aid}/enqueue`` (admin): the audit's top suspects
+        become review queries."""
+        body = {} if top_k is None else {"top_k": int(top_k)}
+        return self._json("POST", f"/projects/{int(pid)}/audits/{int(aid)}/enqueue", json=body)
+
+    # -- waiting -------------------------------------------------------------------------------
+    @staticmethod
+    def is_idle(stats: dict) -> bool:
+        """No example waits for screening, no query for its counter-example, no retrain."""
+        return (not any(stats.get("examples", {}).get(s, 0) for s in IDLE_EXAMPLE_STATUSES)
+                and not any(stats.get("queries", {}).get(s, 0) for s in BUSY_QUERY_STATUSES)
+                and not stats.get("retrain_wanted", False))
+
+    def wait_idle(self, pid: int, timeout: float = 120, poll: float = 0.5) -> dict:
+        """Poll ``stats`` until the project's background work is done; returns the stats.
+
+        Raises ``TimeoutError`` (with the last stats) after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            stats = self.stats(pid)
+            if self.is_idle(stats):
+                return stats
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"project {pid} still busy after {timeout:g} s: {stats}")
+            time.sleep(poll)
+
+
+def _jsonable_item(item: dict) -> dict:
+    """``x`` as nested lists and ``label`` as an int, whatever array types came in."""
+    out = dict(item)
+    x = out.get("x")
+    if hasattr(x, "tolist"):
+        out["x"] = x.tolist()
+    label = out.get("label")
+    if label is not None and hasattr(label, "item"):
+        out["label"] = label.item()
+    return out

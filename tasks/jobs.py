@@ -1,0 +1,76 @@
+"""The Celery tasks: one thin wrapper per ``LabelService`` background job.
+
+Each task runs inside the Flask app context (see ``celery_init_app``) and calls
+``current_app.extensions["cincer"].run_job(name, arg)``. Jobs are idempotent and
+acknowledged late, so a redelivered message is harmless. Only transient failures (database
+or broker connection trouble, SQLite's "database is locked") are retried, with exponential
+backoff; anything else is a bug or bad data and is left to the logs and the reconciler.
+"""
+from __future__ import annotations
+
+import kombu.exceptions
+import redis.exceptions
+import sqlalchemy.exc
+from celery import shared_task
+from flask import current_app
+
+from . import clear_queued
+
+TRANSIENT_ERRORS = (
+    sqlalchemy.exc.OperationalError,      # lost connection, server restart, database locked
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.DisconnectionError,
+    sqlalchemy.exc.TimeoutError,          # connection pool exhausted
+    kombu.exceptions.OperationalError,    # broker unreachable while submitting follow-ups
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+)
+
+JOB_OPTIONS = dict(bind=True, acks_late=True, autoretry_for=TRANSIENT_ERRORS,
+                   retry_backoff=2, retry_backoff_max=60, retry_jitter=True, max_retries=6)
+
+
+def run_job(task, name: str, arg=None, report_progress: bool = False):
+    """Run ``name(arg)`` on the app's ``LabelService``; optionally report PROGRESS states."""
+    if name != "reconcile":
+        clear_queued(task.app, name, arg)
+    service = current_app.extensions["cincer"]
+    if not report_progress:
+        return service.run_job(name, arg)
+
+    def progress(done, total, message=""):
+        if task.request.id is not None:      # None when the task is called directly
+            task.update_state(state="PROGRESS", meta={
+                "done": float(done), "total": float(total), "message": str(message)})
+
+    return service.run_job(name, arg, progress=progress)
+
+
+@shared_task(name="tasks.screen", **JOB_OPTIONS)
+def screen(self, pid: int):
+    """Screen a project's pending examples against its latest model."""
+    return run_job(self, "screen", pid)
+
+
+@shared_task(name="tasks.counterexample", **JOB_OPTIONS)
+def counterexample(self, query_id: int):
+    """Find the counter-example of a ``computing`` query and open it."""
+    return run_job(self, "counterexample", query_id)
+
+
+@shared_task(name="tasks.retrain", ignore_result=False, **JOB_OPTIONS)
+def retrain(self, pid: int):
+    """Train a new model version when one is wanted (coalesced by the service)."""
+    return run_job(self, "retrain", pid, report_progress=True)
+
+
+@shared_task(name="tasks.audit", ignore_result=False, **JOB_OPTIONS)
+def audit(self, audit_id: int):
+    """Run an offline audit; progress goes to the database and to the task state."""
+    return run_job(self, "audit", audit_id, report_progress=True)
+
+
+@shared_task(name="tasks.reconcile", **JOB_OPTIONS)
+def reconcile(self):
+    """Re-submit whatever the database says is unfinished (Celery beat runs this)."""
+    return run_job(self, "reconcile")
