@@ -4,7 +4,7 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from cincer_service.counterexamples import STRATEGIES
+from cincer_service.catalog import STRATEGY_NAMES
 from cincer_service.service.service import MODEL_KINDS, RETRAIN_MODES, ROLES
 
 from ..fields import StrictFloat, StrictInteger
@@ -34,7 +34,7 @@ class ProjectCreateSchema(ma.Schema):
     threshold = StrictFloat(validate=validate.Range(min=0, max=1),
                             metadata={"description": "margin above which an example is "
                                                      "suspicious (default 0.2)"})
-    strategy = fields.String(validate=validate.OneOf(sorted(STRATEGIES)))
+    strategy = fields.String(validate=validate.OneOf(sorted(STRATEGY_NAMES)))
     damping = StrictFloat(validate=validate.Range(min=0, min_inclusive=False))
     bootstrap_size = StrictInteger(validate=validate.Range(min=2))
     retrain = fields.Nested(RetrainSpecSchema)

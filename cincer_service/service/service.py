@@ -22,10 +22,7 @@ from datetime import datetime, timedelta
 import numpy as np
 from sqlalchemy import and_, func, or_, select, update
 
-from ..cleaning import screen_batch
-from ..counterexamples import STRATEGIES, NoCandidates, get_strategy
-from ..models import Classifier
-from ..state import ModelState
+from ..catalog import DETECTOR_NAMES, STRATEGY_NAMES
 from .dispatch import Dispatcher, NullDispatcher
 from .errors import BadInput, Conflict, Forbidden, NotFound, Unauthorized
 from .settings import Settings
@@ -82,6 +79,7 @@ class ModelCache:
             if key in self._entries:
                 self._entries.move_to_end(key)
                 return self._entries[key]
+            from ..models import Classifier       # TensorFlow: only where jobs run
             clf = Classifier(project.model["kind"], project.input_shape, len(project.classes),
                              seed=project.model.get("seed", 0))
             clf.set_weights(weights_from_bytes(version.weights))
@@ -222,8 +220,8 @@ class LabelService:
         if not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
             errors["threshold"] = ["a number in [0, 1]"]
         strategy = spec.get("strategy", "top_fisher")
-        if strategy not in STRATEGIES:
-            errors["strategy"] = [f"one of {', '.join(sorted(STRATEGIES))}"]
+        if strategy not in STRATEGY_NAMES:
+            errors["strategy"] = [f"one of {', '.join(sorted(STRATEGY_NAMES))}"]
         damping = spec.get("damping", 1e-3)
         if not isinstance(damping, (int, float)) or not damping > 0:
             errors["damping"] = ["a positive number"]
@@ -607,6 +605,7 @@ class LabelService:
     def screen_pending(self, pid: int) -> int:
         """Screen pending examples against the latest model: confident disagreements become
         queries (each gets a counter-example job), the rest join the training set."""
+        from ..cleaning import screen_batch
         n_done, new_queries = 0, []
         while True:
             with self.store.session() as s:
@@ -655,6 +654,7 @@ class LabelService:
     def _training_state(self, s, project: Project, version: ModelVersion) -> tuple:
         """(ModelState over the version's training set with *current* labels, example ids,
         classifier). The state and its Fisher factor are cached per version."""
+        from ..state import ModelState
         entry = self.models.entry(project, version)
         ids = np.frombuffer(version.train_ids, dtype=np.int64)
         rows = dict((i, (label, confirmed)) for i, label, confirmed in s.execute(
@@ -677,6 +677,7 @@ class LabelService:
 
     def compute_counterexample(self, qid: int) -> int | None:
         """Find the query's counter-example with the project's strategy and open the query."""
+        from ..counterexamples import NoCandidates, get_strategy
         with self.store.session() as s:
             q = s.get(Query, qid)
             if q is None or q.status != "computing":
@@ -708,6 +709,7 @@ class LabelService:
     def retrain(self, pid: int) -> int | None:
         """Train a new model version if one is wanted; coalesced: answers that arrive while
         training trigger exactly one more retrain. Returns the new version number."""
+        from ..models import Classifier
         now = utcnow()
         lease = timedelta(seconds=self.settings.retrain_lease_seconds)
         with self.store.session() as s:
@@ -795,8 +797,7 @@ class LabelService:
 
     # -- audits ------------------------------------------------------------------------------
     def create_audit(self, pid: int, detectors: list[str], top_k: int = 20) -> dict:
-        from ..detectors import DETECTORS
-        known = set(DETECTORS) | {"near_duplicates"}
+        known = set(DETECTOR_NAMES) | {"near_duplicates"}
         unknown = [d for d in detectors or [] if d not in known]
         if not detectors or unknown:
             raise BadInput("unknown or missing detectors",
@@ -840,6 +841,7 @@ class LabelService:
     def run_audit(self, aid: int, progress=None) -> str | None:
         """Score the training set with each detector; suspects ranked by mean rank."""
         from ..detectors import NotEnoughTrusted, TrustedSet, get_detector, near_duplicates
+        from ..state import ModelState
         now = utcnow()
         with self.store.session() as s:
             claimed = s.execute(update(Audit).where(Audit.id == aid, or_(
