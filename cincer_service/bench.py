@@ -16,6 +16,7 @@ import tensorflow as tf
 from . import influence, reference
 from .counterexamples import get_strategy
 from .datasets import inject_noise, load_dataset
+from .detectors.bench import detector_benchmarks
 from .models import Classifier
 from .simulation import Experiment, SimulationConfig, run_cleaning
 from .state import ModelState
@@ -130,12 +131,7 @@ def run_bench(quick: bool = False, detectors: bool = True) -> dict:
     doc["iteration_seconds"] = bench_iterations()
     doc["reference_check"] = {"max_rel_error": max_rel}
     if detectors:
-        try:
-            from .detectors.bench import detector_benchmarks
-        except ImportError:
-            pass
-        else:
-            doc["detectors"] = detector_benchmarks(quick)
+        doc["detectors"] = detector_benchmarks(quick)
     doc["device"] = [d.name for d in tf.config.list_logical_devices()]
     return doc
 

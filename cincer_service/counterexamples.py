@@ -12,26 +12,16 @@ import numpy as np
 import tensorflow as tf
 
 from . import autodiff, influence
+from .registry import Registry
 from .state import ModelState
 
-STRATEGIES: dict[str, type["CounterexampleStrategy"]] = {}
-
-
-def register(name: str):
-    def deco(cls):
-        cls.name = name
-        STRATEGIES[name] = cls
-        return cls
-    return deco
+STRATEGIES = Registry("counter-example strategy")
+register = STRATEGIES.register
 
 
 def get_strategy(name: str, **options) -> "CounterexampleStrategy":
     """Instantiate a registered strategy by name."""
-    try:
-        return STRATEGIES[name](**options)
-    except KeyError:
-        raise ValueError(f"unknown counter-example strategy {name!r}; "
-                         f"choose one of {', '.join(sorted(STRATEGIES))}") from None
+    return STRATEGIES.create(name, **options)
 
 
 class NoCandidates(LookupError):

@@ -13,28 +13,16 @@ import numpy as np
 import tensorflow as tf
 
 from .. import influence
+from ..registry import Registry
 from ..state import ModelState
 
-DETECTORS: dict[str, type["Detector"]] = {}
-
-
-def register(name: str):
-    """Class decorator: register a detector under ``name``."""
-    def deco(cls):
-        cls.name = name
-        DETECTORS[name] = cls
-        return cls
-    return deco
+DETECTORS = Registry("detector")
+register = DETECTORS.register
 
 
 def get_detector(name: str, **options) -> "Detector":
     """Instantiate a registered detector by name with its options."""
-    try:
-        cls = DETECTORS[name]
-    except KeyError:
-        raise ValueError(f"unknown detector {name!r}; choose one of "
-                         f"{', '.join(sorted(DETECTORS))}") from None
-    return cls(**options)
+    return DETECTORS.create(name, **options)
 
 
 class NotEnoughTrusted(ValueError):
