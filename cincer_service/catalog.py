@@ -1,4 +1,4 @@
-"""Names of the registered counter-example strategies and detectors.
+"""Names of the registered counter-example strategies and detectors, and their defaults.
 
 Importable without TensorFlow, so a process that only validates requests (the API under
 gunicorn) never loads it. ``tests/cincer_service/test_catalog.py`` keeps these tuples equal
@@ -11,3 +11,9 @@ STRATEGY_NAMES = ("top_fisher", "full_fisher", "practical_fisher", "influence",
 DETECTOR_NAMES = ("self_influence", "self_influence_cg", "gd", "gc", "if", "tracin",
                   "gd_class", "gc_class", "if_class", "tracin_class", "margin", "mismatch",
                   "euc", "cos", "dot", "model_based", "cleanlab")
+
+# Damping λ of the Top-Fisher solve for counter-examples. The Fisher is estimated from a few
+# hundred known examples, so a weak λ (1e-3) lets its smallest eigen-directions dominate the
+# ranking. Measured with `simulate --protocol ce-precision` (5 seeds, 20% noise): Pr@5 on
+# breast/fc .64 (λ=1e-3) → .83 (0.1) → .93 (1); on digits/fc .36 → .45 → .52.
+COUNTEREXAMPLE_DAMPING = 1.0

@@ -22,6 +22,7 @@ from sklearn.metrics import f1_score
 from tqdm import tqdm
 
 from .cleaning import NoisyOracle, PerfectOracle, cincer_step
+from .catalog import COUNTEREXAMPLE_DAMPING
 from .counterexamples import STRATEGIES, NoCandidates, get_strategy
 from .datasets import DATASETS, NOISE_TYPES, inject_noise, load_dataset
 from .models import MODEL_KINDS, Classifier
@@ -54,7 +55,7 @@ class SimulationConfig:
     seeds: list[int] = field(default_factory=lambda: [0])
     retrain: str = "scratch"
     protocol: str = "cleaning"
-    damping: float = 1e-3
+    damping: float = COUNTEREXAMPLE_DAMPING
     oracle_noise: float = 0.0
     skip_confirmed: bool = True        # never show a human-confirmed example as counter-example
     max_epochs: int = 100
@@ -318,7 +319,8 @@ def register_command(subparsers) -> None:
     p.add_argument("--seeds", default="0", help="comma-separated seeds")
     p.add_argument("--retrain", default="scratch", help="scratch or warm")
     p.add_argument("--protocol", default="cleaning", help="cleaning or ce-precision")
-    p.add_argument("--damping", type=float, default=1e-3, help="Fisher damping λ")
+    p.add_argument("--damping", type=float, default=COUNTEREXAMPLE_DAMPING,
+                   help=f"Fisher damping λ (default {COUNTEREXAMPLE_DAMPING})")
     p.add_argument("--oracle-noise", type=float, default=0.0,
                    help="probability that the simulated annotator answers wrongly")
     p.add_argument("--show-confirmed", action="store_true",

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 import numpy as np
 from sqlalchemy import and_, func, or_, select, update
 
-from ..catalog import DETECTOR_NAMES, STRATEGY_NAMES
+from ..catalog import COUNTEREXAMPLE_DAMPING, DETECTOR_NAMES, STRATEGY_NAMES
 from .dispatch import Dispatcher, NullDispatcher
 from .errors import BadInput, Conflict, Forbidden, NotFound, Unauthorized
 from .settings import Settings
@@ -222,7 +222,7 @@ class LabelService:
         strategy = spec.get("strategy", "top_fisher")
         if strategy not in STRATEGY_NAMES:
             errors["strategy"] = [f"one of {', '.join(sorted(STRATEGY_NAMES))}"]
-        damping = spec.get("damping", 1e-3)
+        damping = spec.get("damping", COUNTEREXAMPLE_DAMPING)
         if not isinstance(damping, (int, float)) or not damping > 0:
             errors["damping"] = ["a positive number"]
         bootstrap = spec.get("bootstrap_size", 100)
