@@ -44,9 +44,20 @@ class Settings:
     @property
     def database(self) -> str:
         if self.database_url:
-            return self.database_url
+            return with_installed_driver(self.database_url)
         return f"sqlite:///{os.path.abspath(os.path.join(self.data_dir, 'cincer.db'))}"
 
     @property
     def mode(self) -> str:
         return "celery" if self.redis_url else "embedded"
+
+
+def with_installed_driver(url: str) -> str:
+    """Name the PostgreSQL driver we install (psycopg2) when the URL names none.
+
+    SQLAlchemy 2.1 maps a bare ``postgresql://`` to psycopg 3, which is not a dependency.
+    """
+    for bare in ("postgresql://", "postgres://"):
+        if url.startswith(bare):
+            return "postgresql+psycopg2://" + url[len(bare):]
+    return url
