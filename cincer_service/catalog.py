@@ -14,6 +14,6 @@ DETECTOR_NAMES = ("self_influence", "self_influence_cg", "gd", "gc", "if", "trac
 
 # Damping λ of the Top-Fisher solve for counter-examples. The Fisher is estimated from a few
 # hundred known examples, so a weak λ (1e-3) lets its smallest eigen-directions dominate the
-# ranking. Measured with `simulate --protocol ce-precision` (5 seeds, 20% noise): Pr@5 on
-# breast/fc .64 (λ=1e-3) → .83 (0.1) → .93 (1); on digits/fc .36 → .45 → .52.
+# ranking. Measured with `simulate --protocol ce-precision` at 20% noise: Pr@5 on breast/fc
+# (5 seeds) .64 (λ=1e-3) → .83 (0.1) → .93 (1); on digits/fc (3 seeds) .36 → .45 → .52.
 COUNTEREXAMPLE_DAMPING = 1.0
