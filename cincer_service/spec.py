@@ -1,0 +1,85 @@
+"""The project spec: every setting a cleaning run or a service project has, with its default.
+
+One place for the defaults (threshold τ, strategy, damping, bootstrap size, model, retrain
+policy) and the ranges a value may take. The API schema validates requests against these
+ranges and builds a ``ProjectSpec``; the service, the simulation, the cleaning step and the
+demo take a ``ProjectSpec`` (or its defaults) and trust it. Importable without TensorFlow.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from .catalog import COUNTEREXAMPLE_DAMPING
+
+MODEL_KINDS = ("lr", "fc", "cnn")
+RETRAIN_MODES = ("scratch", "warm")
+
+DEFAULT_THRESHOLD = 0.2          # CINCER's τ: suspicious iff margin μ ≥ τ
+DEFAULT_STRATEGY = "top_fisher"
+DEFAULT_BOOTSTRAP_SIZE = 100
+DEFAULT_MAX_EPOCHS = 100
+DEFAULT_WARM_EPOCHS = 5
+DEFAULT_RETRAIN_EVERY = 10
+
+# Ranges accepted at the edge (the API schema reads them; the database never validates).
+LIMITS = {
+    "name_length": 200,
+    "classes": (2, 10_000),
+    "input_dims": (1, 3),
+    "input_size": 1_000_000,          # product of input_shape
+    "seed": (0, 2**31 - 1),
+    "epochs": (1, 100_000),
+    "bootstrap_size": (2, 1_000_000),
+    "retrain_every": (1, 1_000_000),
+    "damping": (1e-12, 1e6),
+}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which network a project trains and how long."""
+
+    kind: str = "fc"
+    seed: int = 0
+    max_epochs: int = DEFAULT_MAX_EPOCHS
+    warm_epochs: int = DEFAULT_WARM_EPOCHS
+
+
+@dataclass(frozen=True)
+class RetrainPolicy:
+    """When and how a project retrains: from scratch or warm, every n answers."""
+
+    mode: str = "scratch"
+    every_n_answers: int = DEFAULT_RETRAIN_EVERY
+
+
+@dataclass(frozen=True)
+class ProjectSpec:
+    """A validated project: its classes, input shape and cleaning settings."""
+
+    name: str
+    classes: tuple[str, ...]
+    input_shape: tuple[int, ...]
+    model: ModelSpec = field(default_factory=ModelSpec)
+    threshold: float = DEFAULT_THRESHOLD
+    strategy: str = DEFAULT_STRATEGY
+    damping: float = COUNTEREXAMPLE_DAMPING
+    bootstrap_size: int = DEFAULT_BOOTSTRAP_SIZE
+    retrain: RetrainPolicy = field(default_factory=RetrainPolicy)
+
+    @classmethod
+    def build(cls, name: str, classes, input_shape, model: dict | None = None,
+              retrain: dict | None = None, **settings) -> "ProjectSpec":
+        """A spec from plain values (nested dicts for ``model`` and ``retrain``)."""
+        return cls(name=name, classes=tuple(str(c) for c in classes),
+                   input_shape=tuple(int(d) for d in input_shape),
+                   model=ModelSpec(**(model or {})), retrain=RetrainPolicy(**(retrain or {})),
+                   **settings)
+
+    def columns(self) -> dict:
+        """The spec as the plain values a ``projects`` row stores."""
+        values = asdict(self)
+        values["classes"] = list(self.classes)
+        values["input_shape"] = list(self.input_shape)
+        return values
+
