@@ -1,4 +1,4 @@
-"""The labeling service's REST API: a thin Flask layer over ``LabelService``.
+"""The labeling service's REST API: thin Flask handlers over ``cincer_service.service``.
 
     gunicorn 'api:create_app()'          # production (see deploy/gunicorn.conf.py)
     cincer-service serve                 # embedded default (see api/commands.py)
@@ -25,21 +25,21 @@ def create_app(settings=None, service=None, config: dict | None = None) -> Flask
     Parameters
     ----------
     settings : ``cincer_service.service.Settings`` (default ``Settings.from_env()``).
-    service : a ``LabelService``; by default one is built from ``settings``. A service the
+    service : a ``ServiceContext``; by default one is built from ``settings``. A context the
         factory builds itself also gets the ``CINCER_ADMIN_TOKEN`` registered and, in
         embedded mode, a started ``ThreadDispatcher`` (so ``gunicorn 'api:create_app()'``
-        works without Redis); a service passed in keeps its dispatcher.
+        works without Redis); a context passed in keeps its dispatcher.
     config : Flask config overrides (after defaults and ``CINCER_FLASK_*`` variables).
 
-    With ``settings.redis_url`` set, Celery is initialised (``tasks.celery_init_app``) and
+    With ``settings.redis_url`` set, Celery is initialised (``api.background``) and
     background jobs go to the Celery workers.
     """
-    from cincer_service.service import Settings, build_service
+    from cincer_service.service import Settings, build_context
 
     settings = settings or (service.settings if service is not None else Settings.from_env())
     owns_service = service is None
     if owns_service:
-        service = build_service(settings)
+        service = build_context(settings)
     app = Flask(__name__)
     load_config(app, config)
     app.extensions["cincer"] = service
@@ -85,7 +85,7 @@ def register_background_work(app: Flask, settings, owns_service: bool) -> None:
     """Celery when a broker is configured; an in-process worker for a service we built."""
     service = app.extensions["cincer"]
     if settings.redis_url:
-        from tasks import celery_init_app     # lazy: embedded mode needs no Celery
+        from .background import celery_init_app     # lazy: embedded mode needs no Celery
         celery_init_app(app)
     elif owns_service:
         from cincer_service.service import ThreadDispatcher
@@ -97,10 +97,12 @@ def register_background_work(app: Flask, settings, owns_service: bool) -> None:
 
 
 def ensure_admin_token(service, secret: str | None) -> str | None:
-    """``service.ensure_admin_token`` that tolerates another process registering the same
+    """``access.ensure_admin_token`` that tolerates another process registering the same
     token at the same moment (gunicorn workers start together)."""
     from sqlalchemy.exc import IntegrityError
+
+    from cincer_service.service import access
     try:
-        return service.ensure_admin_token(secret)
+        return access.ensure_admin_token(service, secret)
     except IntegrityError:
-        return service.ensure_admin_token(secret)
+        return access.ensure_admin_token(service, secret)

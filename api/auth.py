@@ -11,9 +11,9 @@ from copy import deepcopy
 
 from flask import g, request
 
-from cincer_service.service import Principal, Unauthorized
+from cincer_service.service import Principal, Unauthorized, access
 
-from .extensions import get_service
+from .extensions import get_context
 
 
 def bearer_secret() -> str | None:
@@ -30,7 +30,7 @@ def bearer_secret() -> str | None:
 def current_principal() -> Principal:
     """The authenticated caller of this request (raises ``Unauthorized``)."""
     if "principal" not in g:
-        g.principal = get_service().authenticate(bearer_secret())
+        g.principal = access.authenticate(get_context(), bearer_secret())
     return g.principal
 
 
@@ -41,7 +41,7 @@ def requires(*roles: str):
         @functools.wraps(view)
         def wrapper(*args, **kwargs):
             principal = current_principal()
-            get_service().authorize(principal, kwargs.get("pid"), *roles)
+            access.authorize(principal, kwargs.get("pid"), *roles)
             return view(*args, **kwargs)
 
         _document_errors(wrapper, "UNAUTHORIZED", "FORBIDDEN", "NOT_FOUND")

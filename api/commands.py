@@ -34,7 +34,7 @@ def run_serve(args) -> int:
     from werkzeug.serving import make_server
 
     from cincer_service.cli import UsageError
-    from cincer_service.service import Settings, ThreadDispatcher, build_service, seed_demo
+    from cincer_service.service import Settings, ThreadDispatcher, build_context, seed_demo
 
     from . import create_app, ensure_admin_token
 
@@ -46,7 +46,7 @@ def run_serve(args) -> int:
         app = create_app(settings)                # jobs go to the Celery workers
         service = app.extensions["cincer"]
     else:
-        service = build_service(settings)
+        service = build_context(settings)
         dispatcher = ThreadDispatcher(service)
         service.set_dispatcher(dispatcher)
         app = create_app(settings, service)

@@ -35,8 +35,8 @@ class RequestCounter:
             return dict(self._counts)
 
 
-def get_service():
-    """The app's ``LabelService`` (kept in ``app.extensions["cincer"]``)."""
+def get_context():
+    """The app's ``ServiceContext`` (kept in ``app.extensions["cincer"]``)."""
     return current_app.extensions["cincer"]
 
 

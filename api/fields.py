@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import numbers
+import unicodedata
 
 import marshmallow as ma
 from flask_smorest import Blueprint as SmorestBlueprint
@@ -66,16 +67,33 @@ class StrictFloat(ma.fields.Float):
         return super()._deserialize(value, attr, data, **kwargs)
 
 
+def check_text(value: str, max_length: int = 200) -> str:
+    """``value`` unless it is too long or holds control characters (NUL, escapes...),
+    which no name needs and some databases refuse."""
+    if len(value) > max_length:
+        raise ma.ValidationError(f"at most {max_length} characters")
+    if any(unicodedata.category(ch) == "Cc" for ch in value):
+        raise ma.ValidationError("control characters are not allowed")
+    return value
+
+
+class Name(ma.fields.String):
+    """A non-blank name of at most 200 characters, stripped, without control characters."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        value = super()._deserialize(value, attr, data, **kwargs).strip()
+        if not value:
+            raise ma.ValidationError("must not be blank")
+        return check_text(value)
+
+
 class Identifier(ma.fields.Field):
     """A caller's identifier: a string or an integer (kept as a string), at most 200 chars."""
 
     def _deserialize(self, value, attr, data, **kwargs):
         if isinstance(value, bool) or not isinstance(value, (str, int)):
             raise ma.ValidationError("a string or an integer")
-        value = str(value)
-        if len(value) > 200:
-            raise ma.ValidationError("at most 200 characters")
-        return value
+        return check_text(str(value))
 
     def _serialize(self, value, attr, obj, **kwargs):
         return value

@@ -32,6 +32,7 @@ class Answer:
     previous_counterexample_label: int | None
 
     def as_dict(self) -> dict:
+        """The answer as a plain dict (one JSON line of ``annotate --log``)."""
         return dict(self.__dict__)
 
 

@@ -9,7 +9,11 @@
 * memory: VmRSS of the API and worker processes (and their children), from ``/proc``, for
   the pids given or found in ``deploy/local-cluster.sh``'s pid files.
 
-Run it against a quiet service; it creates two projects named ``bench-*``.
+Run it against a quiet service; it creates two projects named ``bench-*``. Their specs
+carry only what the measurement needs (a small quick model, no retrains while timing, the
+latency part's bootstrap size); the service applies its own defaults for the rest (threshold,
+strategy, ...), and each part reports the settings read back from the created project. The
+command-line options are in ``clients.commands.bench``.
 """
 from __future__ import annotations
 
@@ -23,30 +27,9 @@ import numpy as np
 from .client import CincerClient
 
 N_CLASSES = 10
-
-
-def add_arguments(parser) -> None:
-    parser.add_argument("--json", action="store_true", help="one line of JSON")
-    parser.add_argument("--examples", type=int, default=5000,
-                        help="examples sent for the ingest throughput (default 5000)")
-    parser.add_argument("--batch-size", type=int, default=500)
-    parser.add_argument("--features", type=int, default=64)
-    parser.add_argument("--latency-samples", type=int, default=50,
-                        help="suspicious examples timed from ingest to leasable query")
-    parser.add_argument("--warmup", type=int, default=1,
-                        help="first suspicious examples reported apart (they build the "
-                             "model version's cached Fisher factor)")
-    parser.add_argument("--poll-interval", type=float, default=0.02,
-                        help="seconds between queries/next polls while timing")
-    parser.add_argument("--wait-timeout", type=float, default=300,
-                        help="bound on each wait for the service (seconds)")
-    parser.add_argument("--pids-api", default=None, help="comma-separated API pids")
-    parser.add_argument("--pids-worker", default=None, help="comma-separated worker pids")
-    parser.add_argument("--cluster-dir", default=os.path.join("cincer-data", "cluster"),
-                        help="where deploy/local-cluster.sh keeps its *.pid files")
-    parser.add_argument("--skip", default="",
-                        help="comma-separated parts to skip: ingest, latency, memory")
-    parser.add_argument("--seed", type=int, default=0)
+LATENCY_BOOTSTRAP = 200          # examples ingested to train the latency project's model
+NO_RETRAIN = 10**6               # retrain.every_n_answers: never while timing
+REPORTED_SETTINGS = ("threshold", "strategy", "bootstrap_size")
 
 
 # -- synthetic data ------------------------------------------------------------------------------
@@ -56,24 +39,38 @@ def class_centres(n_features: int, seed: int) -> np.ndarray:
 
 
 def sample(centres: np.ndarray, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` float32 points around random class centres, and their classes."""
     y = rng.integers(0, len(centres), size=n)
     X = centres[y] + rng.normal(0.0, 0.5, size=(n, centres.shape[1]))
     return X.astype(np.float32), y
 
 
 def items_of(X: np.ndarray, y: np.ndarray, prefix: str) -> list[dict]:
+    """Ingest items with external ids ``{prefix}{row}`` and source ``bench``."""
     return [{"x": X[i].tolist(), "label": int(y[i]), "external_id": f"{prefix}{i}",
              "source": "bench"} for i in range(len(y))]
 
 
-def project_spec(name: str, n_features: int, bootstrap: int, every_n_answers: int) -> dict:
-    return {"name": name, "classes": [str(c) for c in range(N_CLASSES)],
+def project_spec(name: str, n_features: int, every_n_answers: int = NO_RETRAIN,
+                 bootstrap: int | None = None) -> dict:
+    """A bench project's spec: only what the measurement overrides. A small logistic
+    regression keeps training quick; ``bootstrap`` is sent only when given; threshold,
+    strategy, damping and the retrain mode are left to the service's defaults."""
+    spec = {"name": name, "classes": [str(c) for c in range(N_CLASSES)],
             "input_shape": [n_features], "model": {"kind": "lr", "max_epochs": 30},
-            "threshold": 0.2, "strategy": "top_fisher", "bootstrap_size": bootstrap,
-            "retrain": {"mode": "scratch", "every_n_answers": every_n_answers}}
+            "retrain": {"every_n_answers": every_n_answers}}
+    if bootstrap is not None:
+        spec["bootstrap_size"] = bootstrap
+    return spec
+
+
+def project_settings(project: dict) -> dict:
+    """The cleaning settings the service gave a created project (its JSON), for the report."""
+    return {key: project.get(key) for key in REPORTED_SETTINGS}
 
 
 def percentile(values: list[float], q: float) -> float | None:
+    """The ``q``-th percentile of ``values``; ``None`` when there are none."""
     return float(np.percentile(values, q)) if values else None
 
 
@@ -86,8 +83,7 @@ def bench_ingest(client: CincerClient, n: int, batch_size: int, n_features: int,
     X, y = sample(centres, n, rng)
     items = items_of(X, y, "ingest-")
     project = client.create_project(project_spec(f"bench-ingest-{int(time.time())}",
-                                                 n_features, bootstrap=100,
-                                                 every_n_answers=10**6))
+                                                 n_features))
     batch_seconds = []
     started = time.perf_counter()
     for start in range(0, n, batch_size):
@@ -99,7 +95,8 @@ def bench_ingest(client: CincerClient, n: int, batch_size: int, n_features: int,
     client.wait_idle(project["id"], timeout=wait_timeout, poll=0.2)
     settled = time.perf_counter() - started
     return {"project": project["id"], "examples": n, "batch_size": batch_size,
-            "features": n_features, "seconds": round(total, 4),
+            "features": n_features, **project_settings(project),
+            "seconds": round(total, 4),
             "examples_per_second": round(n / total, 1),
             "batch_seconds_p50": percentile(batch_seconds, 50),
             "batch_seconds_p99": percentile(batch_seconds, 99),
@@ -112,10 +109,9 @@ def bench_latency(client: CincerClient, samples: int, n_features: int, poll: flo
     rng = np.random.default_rng(seed + 1)
     centres = class_centres(n_features, seed)
     project = client.create_project(project_spec(f"bench-latency-{int(time.time())}",
-                                                 n_features, bootstrap=200,
-                                                 every_n_answers=10**6))
+                                                 n_features, bootstrap=LATENCY_BOOTSTRAP))
     pid = project["id"]
-    X, y = sample(centres, 200, rng)
+    X, y = sample(centres, LATENCY_BOOTSTRAP, rng)
     client.ingest(pid, items_of(X, y, "boot-"))
     client.wait_idle(pid, timeout=wait_timeout, poll=0.2)
     annotator = CincerClient(client.root,
@@ -153,7 +149,8 @@ def bench_latency(client: CincerClient, samples: int, n_features: int, poll: flo
         annotator.answer_query(pid, query["id"],
                                int(ys[0]) if ours else query["example"]["label"],
                                None if ce is None else ce["label"])
-    return {"project": pid, "samples": samples, "timed": len(latencies),
+    return {"project": pid, **project_settings(project),
+            "samples": samples, "timed": len(latencies),
             "warmup_seconds": warm,
             "not_flagged": not_flagged, "other_query_first": mismatched,
             "poll_interval": poll,
@@ -163,6 +160,7 @@ def bench_latency(client: CincerClient, samples: int, n_features: int, poll: flo
 
 # -- memory ----------------------------------------------------------------------------------------
 def parse_pids(text: str | None) -> list[int]:
+    """Pids from a comma-separated list (empty or ``None``: none)."""
     return [int(p) for p in (text or "").replace(" ", "").split(",") if p]
 
 
@@ -222,6 +220,7 @@ def cluster_pids(cluster_dir: str) -> dict[str, list[int]]:
 
 
 def bench_memory(api: list[int], worker: list[int], cluster_dir: str) -> dict:
+    """Memory of the given API and worker pids, else of the cluster's pid files."""
     groups = {"api": api, "worker": worker}
     if not api and not worker:
         groups = cluster_pids(cluster_dir)

@@ -140,15 +140,18 @@ class CincerClient:
 
     # -- projects and tokens -------------------------------------------------------------------
     def list_projects(self) -> list[dict]:
+        """``GET /projects``: the projects this token may see."""
         body = self._json("GET", "/projects")
         return body["items"] if isinstance(body, dict) and "items" in body else body
 
     def create_project(self, spec: dict) -> dict:
-        """``POST /projects`` (admin): ``{name, classes, input_shape, model, threshold,
-        strategy, bootstrap_size, retrain}``."""
+        """``POST /projects`` (admin): ``{name, classes, input_shape}`` and, optionally,
+        ``model, threshold, strategy, damping, bootstrap_size, retrain``; the service fills
+        in its defaults for what is left out. Returns the project with every setting."""
         return self._json("POST", "/projects", json=spec)
 
     def get_project(self, pid: int) -> dict:
+        """``GET /projects/{pid}``: classes, input shape, settings, model version."""
         return self._json("GET", f"/projects/{int(pid)}")
 
     def create_token(self, pid: int, role: str, name: str | None = None) -> dict:
@@ -215,6 +218,7 @@ class CincerClient:
         return self._json("POST", f"/projects/{int(pid)}/queries/next")
 
     def get_query(self, pid: int, qid: int) -> dict:
+        """One query, whatever its status."""
         return self._json("GET", f"/projects/{int(pid)}/queries/{int(qid)}")
 
     def answer_query(self, pid: int, qid: int, example_label: int,
@@ -228,6 +232,7 @@ class CincerClient:
 
     # -- models, stats, export -----------------------------------------------------------------
     def list_models(self, pid: int) -> list[dict]:
+        """``GET /projects/{pid}/models``: the project's model versions."""
         body = self._json("GET", f"/projects/{int(pid)}/models")
         return body["items"] if isinstance(body, dict) and "items" in body else body
 
@@ -236,6 +241,7 @@ class CincerClient:
         return self._json("POST", f"/projects/{int(pid)}/models/retrain")
 
     def stats(self, pid: int) -> dict:
+        """``GET /projects/{pid}/stats``: counts per status, pending work, model version."""
         return self._json("GET", f"/projects/{int(pid)}/stats")
 
     def export(self, pid: int, format: str = "csv") -> str:
@@ -250,6 +256,7 @@ class CincerClient:
                           json={"detectors": list(detectors), "top_k": int(top_k)})
 
     def get_audit(self, pid: int, aid: int) -> dict:
+        """``GET /projects/{pid}/audits/{aid}``: the audit, with its results once done."""
         return self._json("GET", f"/projects/{int(pid)}/audits/{int(aid)}")
 
     def enqueue_audit(self, pid: int, aid: int, top_k: int | None = None) -> dict:

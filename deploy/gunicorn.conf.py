@@ -39,6 +39,6 @@ def on_starting(server):
         server.log.warning("CINCER_REDIS_URL is not set: each API worker runs background jobs "
                            "in-process (embedded mode); start Redis and `cincer-service "
                            "worker` for production")
-    migrate = ("from cincer_service.service import Settings, build_service; "
-               "build_service(Settings.from_env())")
+    migrate = ("from cincer_service.service import Settings, build_context; "
+               "build_context(Settings.from_env())")
     subprocess.run([sys.executable, "-c", migrate], check=True)

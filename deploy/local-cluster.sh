@@ -109,7 +109,7 @@ start() {
     export CINCER_ADMIN_TOKEN
 
     # Migrate once before anything starts, so the processes do not race to create the schema.
-    "$PY" -c 'from cincer_service.service import Settings, build_service; build_service(Settings.from_env())' \
+    "$PY" -c 'from cincer_service.service import Settings, build_context; build_context(Settings.from_env())' \
         || fail_start "could not migrate the database"
 
     launch worker1 "$VENV/bin/cincer-service" worker --beat --hostname "worker1@%h"

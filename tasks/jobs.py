@@ -1,7 +1,7 @@
-"""The Celery tasks: one thin wrapper per ``LabelService`` background job.
+"""The Celery tasks: one thin wrapper per background job of ``cincer_service.service.jobs``.
 
-Each task runs inside the Flask app context (see ``celery_init_app``) and calls
-``current_app.extensions["cincer"].run_job(name, arg)``. Jobs are idempotent and
+Each task runs inside the Flask app context (see ``api.background.celery_init_app``) and
+calls ``jobs.run_job(ctx, name, arg)`` on the app's ``ServiceContext``. Jobs are idempotent and
 acknowledged late, so a redelivered message is harmless. Only transient failures (database
 or broker connection trouble, SQLite's "database is locked") are retried, with exponential
 backoff; anything else is a bug or bad data and is left to the logs and the reconciler.
@@ -14,7 +14,8 @@ import sqlalchemy.exc
 from celery import shared_task
 from flask import current_app
 
-from . import clear_queued
+from cincer_service.service import jobs
+from cincer_service.service.jobs import TASK_NAMES, queued_marker
 
 TRANSIENT_ERRORS = (
     sqlalchemy.exc.OperationalError,      # lost connection, server restart, database locked
@@ -30,47 +31,58 @@ JOB_OPTIONS = dict(bind=True, acks_late=True, autoretry_for=TRANSIENT_ERRORS,
                    retry_backoff=2, retry_backoff_max=60, retry_jitter=True, max_retries=6)
 
 
+def clear_queued(celery_app, name: str, arg) -> None:
+    """Called by a task as it starts: a later submission of the same job is queued again."""
+    try:
+        client = redis.Redis.from_url(celery_app.conf.broker_url, socket_timeout=2,
+                                      socket_connect_timeout=2)
+        with client:
+            client.delete(queued_marker(name, arg))
+    except redis.exceptions.RedisError:
+        pass
+
+
 def run_job(task, name: str, arg=None, report_progress: bool = False):
-    """Run ``name(arg)`` on the app's ``LabelService``; optionally report PROGRESS states."""
+    """Run ``name(arg)`` on the app's ``ServiceContext``; optionally report PROGRESS."""
     if name != "reconcile":
         clear_queued(task.app, name, arg)
-    service = current_app.extensions["cincer"]
+    ctx = current_app.extensions["cincer"]
     if not report_progress:
-        return service.run_job(name, arg)
+        return jobs.run_job(ctx, name, arg)
 
     def progress(done, total, message=""):
         if task.request.id is not None:      # None when the task is called directly
             task.update_state(state="PROGRESS", meta={
                 "done": float(done), "total": float(total), "message": str(message)})
 
-    return service.run_job(name, arg, progress=progress)
+    return jobs.run_job(ctx, name, arg, progress=progress)
 
 
-@shared_task(name="tasks.screen", **JOB_OPTIONS)
+@shared_task(name=TASK_NAMES["screen"], **JOB_OPTIONS)
 def screen(self, pid: int):
     """Screen a project's pending examples against its latest model."""
     return run_job(self, "screen", pid)
 
 
-@shared_task(name="tasks.counterexample", **JOB_OPTIONS)
+@shared_task(name=TASK_NAMES["counterexample"], **JOB_OPTIONS)
 def counterexample(self, query_id: int):
     """Find the counter-example of a ``computing`` query and open it."""
     return run_job(self, "counterexample", query_id)
 
 
-@shared_task(name="tasks.retrain", ignore_result=False, **JOB_OPTIONS)
+@shared_task(name=TASK_NAMES["retrain"], ignore_result=False, **JOB_OPTIONS)
 def retrain(self, pid: int):
     """Train a new model version when one is wanted (coalesced by the service)."""
     return run_job(self, "retrain", pid, report_progress=True)
 
 
-@shared_task(name="tasks.audit", ignore_result=False, **JOB_OPTIONS)
+@shared_task(name=TASK_NAMES["audit"], ignore_result=False, **JOB_OPTIONS)
 def audit(self, audit_id: int):
     """Run an offline audit; progress goes to the database and to the task state."""
     return run_job(self, "audit", audit_id, report_progress=True)
 
 
-@shared_task(name="tasks.reconcile", **JOB_OPTIONS)
+@shared_task(name=TASK_NAMES["reconcile"], **JOB_OPTIONS)
 def reconcile(self):
     """Re-submit whatever the database says is unfinished (Celery beat runs this)."""
     return run_job(self, "reconcile")

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 from ..auth import requires
-from ..extensions import get_service
+from cincer_service.service import audits
+
+from ..extensions import get_context
 from ..fields import Blueprint
 from .schemas import AuditCreateSchema, AuditEnqueuedSchema, AuditEnqueueSchema, AuditSchema
 
@@ -16,7 +18,7 @@ blp = Blueprint("audits", __name__, url_prefix="/projects/<int:pid>/audits",
 @blp.response(202, AuditSchema)
 def create_audit(body, pid):
     """Queue an audit of the training set with the given detectors."""
-    return get_service().create_audit(pid, body["detectors"], body["top_k"])
+    return audits.create_audit(get_context(), pid, body["detectors"], body["top_k"])
 
 
 @blp.route("/<int:aid>", methods=["GET"])
@@ -24,7 +26,7 @@ def create_audit(body, pid):
 @blp.response(200, AuditSchema)
 def get_audit(pid, aid):
     """An audit's status, progress and, when done, its ranked suspects."""
-    return get_service().get_audit(pid, aid)
+    return audits.get_audit(get_context(), pid, aid)
 
 
 @blp.route("/<int:aid>/enqueue", methods=["POST"])
@@ -33,4 +35,4 @@ def get_audit(pid, aid):
 @blp.response(200, AuditEnqueuedSchema)
 def enqueue_audit(body, pid, aid):
     """Turn a finished audit's top suspects into review queries."""
-    return get_service().enqueue_audit(pid, aid, body.get("top_k"))
+    return audits.enqueue_audit(get_context(), pid, aid, body.get("top_k"))

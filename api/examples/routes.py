@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 from ..auth import current_principal, requires
-from ..extensions import get_service
+from cincer_service.service import examples
+
+from ..extensions import get_context
 from ..fields import Blueprint
 from .schemas import (ExampleDetailSchema, ExampleListArgsSchema, ExamplePageSchema,
                       IngestResultSchema, IngestSchema)
@@ -18,7 +20,7 @@ blp = Blueprint("examples", __name__, url_prefix="/projects/<int:pid>/examples",
 def ingest(body, pid):
     """Ingest a batch (all or nothing); screening happens in the background."""
     principal = current_principal()
-    return {"items": get_service().ingest(pid, body["items"], actor=principal.name)}
+    return {"items": examples.ingest(get_context(), pid, body["items"], actor=principal.name)}
 
 
 @blp.route("", methods=["GET"])
@@ -27,9 +29,9 @@ def ingest(body, pid):
 @blp.response(200, ExamplePageSchema)
 def list_examples(args, pid):
     """One page of examples, optionally filtered by status and source."""
-    return get_service().list_examples(pid, status=args.get("status"),
-                                       source=args.get("source"), offset=args["offset"],
-                                       limit=args["limit"])
+    return examples.list_examples(get_context(), pid, status=args.get("status"),
+                                  source=args.get("source"), offset=args["offset"],
+                                  limit=args["limit"])
 
 
 @blp.route("/<int:eid>", methods=["GET"])
@@ -37,4 +39,4 @@ def list_examples(args, pid):
 @blp.response(200, ExampleDetailSchema)
 def get_example(pid, eid):
     """One example with its full label history."""
-    return get_service().get_example(pid, eid)
+    return examples.get_example(get_context(), pid, eid)

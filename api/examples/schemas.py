@@ -5,9 +5,9 @@ import marshmallow as ma
 from flask import current_app
 from marshmallow import fields, validate, validates
 
-from cincer_service.service.service import EXAMPLE_STATUSES
+from cincer_service.service.context import EXAMPLE_STATUSES
 
-from ..fields import Identifier, NumberArray, StrictInteger
+from ..fields import Identifier, Name, NumberArray, StrictInteger
 
 
 class ExampleInSchema(ma.Schema):
@@ -16,7 +16,7 @@ class ExampleInSchema(ma.Schema):
     x = NumberArray(required=True)
     label = StrictInteger(required=True, validate=validate.Range(min=0),
                           metadata={"description": "class index 0..len(classes)-1"})
-    source = fields.String(allow_none=True, validate=validate.Length(max=200))
+    source = Name(allow_none=True)
 
 
 class IngestSchema(ma.Schema):
@@ -42,13 +42,23 @@ class IngestResultSchema(ma.Schema):
     items = fields.List(fields.Nested(IngestedSchema))
 
 
+# Past this an offset is no page anyone can reach, and the database's integers overflow.
+MAX_OFFSET = 2**53
+
+
 class ExampleListArgsSchema(ma.Schema):
     status = fields.String(validate=validate.OneOf(EXAMPLE_STATUSES))
     source = fields.String()
-    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_OFFSET))
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1),
                            metadata={"description": "page size, at most CINCER_MAX_PAGE "
                                                     "(default 500)"})
+
+    @validates("limit")
+    def page_limit(self, limit, **_):
+        most = current_app.extensions["cincer"].settings.max_page
+        if limit > most:
+            raise ma.ValidationError(f"at most {most} (got {limit})")
 
 
 class ExampleSchema(ma.Schema):

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 from ..auth import requires
-from ..extensions import get_service
+from cincer_service.service import training
+
+from ..extensions import get_context
 from ..fields import Blueprint
 from .schemas import ModelListSchema, RetrainQueuedSchema
 
@@ -15,7 +17,7 @@ blp = Blueprint("models", __name__, url_prefix="/projects/<int:pid>/models",
 @blp.response(200, ModelListSchema)
 def list_models(pid):
     """Every model version with its training-set size, metrics and creation time."""
-    return {"items": get_service().list_models(pid)}
+    return {"items": training.list_models(get_context(), pid)}
 
 
 @blp.route("/retrain", methods=["POST"])
@@ -23,4 +25,4 @@ def list_models(pid):
 @blp.response(202, RetrainQueuedSchema)
 def retrain(pid):
     """Queue a retrain on the current labels (coalesced with any retrain already wanted)."""
-    return get_service().request_retrain(pid)
+    return training.request_retrain(get_context(), pid)

@@ -23,7 +23,7 @@ def metric_family(name: str, kind: str, help_text: str, samples) -> list[str]:
 
 
 def render(service_metrics: dict, requests: dict) -> str:
-    """Text for ``/metrics`` from ``LabelService.metrics()`` and the request counter."""
+    """Text for ``/metrics`` from ``reports.metrics(ctx)`` and the request counter."""
     lines = []
     lines += metric_family(
         "cincer_examples", "gauge", "Examples per project and status.",

@@ -5,7 +5,9 @@ from flask import Response
 from sqlalchemy import text
 
 from ..errors import ErrorSchema, Unavailable
-from ..extensions import get_request_counter, get_service
+from cincer_service.service import reports
+
+from ..extensions import get_context, get_request_counter
 from ..fields import Blueprint
 from . import metrics
 from .schemas import HealthSchema
@@ -19,7 +21,7 @@ blp = Blueprint("ops", __name__, description="Health and metrics.")
 @blp.alt_response(503, schema=ErrorSchema, description="the database does not answer")
 def healthz():
     """The database answers; which mode (embedded or celery) the service runs in."""
-    service = get_service()
+    service = get_context()
     try:
         with service.store.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
@@ -52,5 +54,5 @@ def _broker_status(redis_url: str | None) -> str | None:
                                                                     {"type": "string"}}}}})
 def prometheus_metrics():
     """Counts of examples and queries per status, model versions, jobs and requests."""
-    body = metrics.render(get_service().metrics(), get_request_counter().snapshot())
+    body = metrics.render(reports.metrics(get_context()), get_request_counter().snapshot())
     return Response(body, content_type=metrics.CONTENT_TYPE)

@@ -4,7 +4,9 @@ from __future__ import annotations
 from flask import Response
 
 from ..auth import authenticated, current_principal, requires
-from ..extensions import get_service
+from cincer_service.service import access, projects, reports
+
+from ..extensions import get_context
 from ..fields import Blueprint
 from .schemas import (ExportArgsSchema, ProjectCreateSchema, ProjectListSchema, ProjectSchema,
                       StatsSchema, TokenCreateSchema, TokenSchema)
@@ -19,10 +21,10 @@ blp = Blueprint("projects", __name__, url_prefix="/projects",
 def list_projects():
     """List projects: every project for the admin token, its own for a project token."""
     principal = current_principal()
-    projects = get_service().list_projects()
+    items = projects.list_projects(get_context())
     if principal.project_id is not None:
-        projects = [p for p in projects if p["id"] == principal.project_id]
-    return {"items": projects}
+        items = [p for p in items if p["id"] == principal.project_id]
+    return {"items": items}
 
 
 @blp.route("", methods=["POST"])
@@ -31,7 +33,7 @@ def list_projects():
 @blp.response(201, ProjectSchema)
 def create_project(spec):
     """Create a project (admin token)."""
-    return get_service().create_project(spec)
+    return projects.create_project(get_context(), spec)
 
 
 @blp.route("/<int:pid>", methods=["GET"])
@@ -39,7 +41,7 @@ def create_project(spec):
 @blp.response(200, ProjectSchema)
 def get_project(pid):
     """One project, with its latest model version."""
-    return get_service().get_project(pid)
+    return projects.get_project(get_context(), pid)
 
 
 @blp.route("/<int:pid>/tokens", methods=["POST"])
@@ -48,7 +50,7 @@ def get_project(pid):
 @blp.response(201, TokenSchema)
 def create_token(body, pid):
     """Mint a project token with a role; the secret is shown only in this answer."""
-    return get_service().create_token(pid, body["role"], body.get("name") or body["role"])
+    return access.create_token(get_context(), pid, body["role"], body.get("name") or body["role"])
 
 
 @blp.route("/<int:pid>/stats", methods=["GET"])
@@ -56,7 +58,7 @@ def create_token(body, pid):
 @blp.response(200, StatsSchema)
 def stats(pid):
     """Examples and queries per status, labels cleaned so far, model version."""
-    return get_service().stats(pid)
+    return reports.stats(get_context(), pid)
 
 
 @blp.route("/<int:pid>/export", methods=["GET"])
@@ -67,6 +69,6 @@ def stats(pid):
                                         "application/x-ndjson": {"schema": {"type": "string"}}}}})
 def export(pid, format):
     """Every example's current and original label, as CSV or JSON lines."""
-    text, mimetype = get_service().export(pid, format)
+    text, mimetype = reports.export(get_context(), pid, format)
     return Response(text, mimetype=mimetype, headers={
         "Content-Disposition": f'attachment; filename="project-{pid}.{format}"'})

@@ -1,43 +1,71 @@
 """Request and response bodies of the projects family."""
 from __future__ import annotations
 
+import math
+
 import marshmallow as ma
-from marshmallow import fields, validate
+from marshmallow import fields, post_load, validate, validates_schema
 
+from cincer_service import spec
 from cincer_service.catalog import STRATEGY_NAMES
-from cincer_service.service.service import MODEL_KINDS, RETRAIN_MODES, ROLES
+from cincer_service.service import ROLES
 
-from ..fields import StrictFloat, StrictInteger
+from ..fields import Name, StrictFloat, StrictInteger
+
+
+def _range(key: str) -> validate.Range:
+    low, high = spec.LIMITS[key]
+    return validate.Range(min=low, max=high)
 
 
 class ModelSpecSchema(ma.Schema):
-    kind = fields.String(validate=validate.OneOf(MODEL_KINDS),
+    kind = fields.String(validate=validate.OneOf(spec.MODEL_KINDS),
                          metadata={"description": "lr (logistic regression), fc (one hidden "
                                                   "layer) or cnn (input_shape [h, w, c])"})
-    seed = StrictInteger(validate=validate.Range(min=0))
-    max_epochs = StrictInteger(validate=validate.Range(min=1, max=100_000))
-    warm_epochs = StrictInteger(validate=validate.Range(min=1, max=100_000))
+    seed = StrictInteger(validate=_range("seed"))
+    max_epochs = StrictInteger(validate=_range("epochs"))
+    warm_epochs = StrictInteger(validate=_range("epochs"))
 
 
 class RetrainSpecSchema(ma.Schema):
-    mode = fields.String(validate=validate.OneOf(RETRAIN_MODES))
-    every_n_answers = StrictInteger(validate=validate.Range(min=1))
+    mode = fields.String(validate=validate.OneOf(spec.RETRAIN_MODES))
+    every_n_answers = StrictInteger(validate=_range("retrain_every"))
 
 
 class ProjectCreateSchema(ma.Schema):
-    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
-    classes = fields.List(fields.String(validate=validate.Length(min=1, max=200)),
-                          required=True, validate=validate.Length(min=2, max=10_000))
-    input_shape = fields.List(StrictInteger(validate=validate.Range(min=1)), required=True,
-                              validate=validate.Length(min=1, max=3))
+    """A new project; loads into a ``cincer_service.spec.ProjectSpec`` (defaults filled)."""
+
+    name = Name(required=True)
+    classes = fields.List(Name(), required=True, validate=validate.Length(
+        *spec.LIMITS["classes"]))
+    input_shape = fields.List(StrictInteger(validate=validate.Range(min=1, max=1_000_000)),
+                              required=True, validate=validate.Length(*spec.LIMITS["input_dims"]))
     model = fields.Nested(ModelSpecSchema)
-    threshold = StrictFloat(validate=validate.Range(min=0, max=1),
-                            metadata={"description": "margin above which an example is "
-                                                     "suspicious (default 0.2)"})
-    strategy = fields.String(validate=validate.OneOf(sorted(STRATEGY_NAMES)))
-    damping = StrictFloat(validate=validate.Range(min=0, min_inclusive=False))
-    bootstrap_size = StrictInteger(validate=validate.Range(min=2))
+    threshold = StrictFloat(validate=validate.Range(min=0, max=1), metadata={
+        "description": f"margin above which an example is suspicious "
+                       f"(default {spec.DEFAULT_THRESHOLD})"})
+    strategy = fields.String(validate=validate.OneOf(sorted(STRATEGY_NAMES)),
+                             metadata={"description": f"default {spec.DEFAULT_STRATEGY}"})
+    damping = StrictFloat(validate=_range("damping"))
+    bootstrap_size = StrictInteger(validate=_range("bootstrap_size"), metadata={
+        "description": f"default {spec.DEFAULT_BOOTSTRAP_SIZE}"})
     retrain = fields.Nested(RetrainSpecSchema)
+
+    @validates_schema
+    def consistent(self, data, **_):
+        classes, shape = data.get("classes") or [], data.get("input_shape") or []
+        if len(set(classes)) != len(classes):
+            raise ma.ValidationError("class names must be distinct", "classes")
+        if shape and math.prod(shape) > spec.LIMITS["input_size"]:
+            raise ma.ValidationError(f"at most {spec.LIMITS['input_size']} numbers per "
+                                     "example", "input_shape")
+        if (data.get("model") or {}).get("kind") == "cnn" and len(shape) != 3:
+            raise ma.ValidationError({"kind": ["cnn needs input_shape [height, width, "
+                                               "channels]"]}, "model")
+
+    @post_load
+    def to_spec(self, data, **_) -> spec.ProjectSpec:
+        return spec.ProjectSpec.build(**data)
 
 
 class ProjectSchema(ma.Schema):
@@ -61,7 +89,7 @@ class ProjectListSchema(ma.Schema):
 
 class TokenCreateSchema(ma.Schema):
     role = fields.String(required=True, validate=validate.OneOf(ROLES))
-    name = fields.String(validate=validate.Length(min=1, max=200))
+    name = Name()
 
 
 class TokenSchema(ma.Schema):

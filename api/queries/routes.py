@@ -5,7 +5,9 @@ from flask import Response
 
 from ..auth import current_principal, requires
 from ..errors import ErrorSchema
-from ..extensions import get_service
+from cincer_service.service import queries
+
+from ..extensions import get_context
 from ..fields import Blueprint
 from .schemas import AnswerInSchema, QuerySchema
 
@@ -19,7 +21,7 @@ blp = Blueprint("queries", __name__, url_prefix="/projects/<int:pid>/queries",
 @blp.alt_response(204, description="no query is open right now", success=True)
 def next_query(pid):
     """Lease the next open query to the caller (the one it already holds comes first)."""
-    query = get_service().lease_next_query(pid, current_principal())
+    query = queries.lease_next_query(get_context(), pid, current_principal())
     if query is None:
         return Response(status=204)
     return query
@@ -30,7 +32,7 @@ def next_query(pid):
 @blp.response(200, QuerySchema)
 def get_query(pid, qid):
     """One query, with its answer once answered."""
-    return get_service().get_query(pid, qid)
+    return queries.get_query(get_context(), pid, qid)
 
 
 @blp.route("/<int:qid>/answer", methods=["POST"])
@@ -41,5 +43,5 @@ def get_query(pid, qid):
                                                       "was answered differently")
 def answer_query(body, pid, qid):
     """Answer a leased query; replaying the same answer returns the stored result."""
-    return get_service().answer_query(pid, qid, body["example_label"],
-                                      body["counterexample_label"], current_principal())
+    return queries.answer_query(get_context(), pid, qid, body["example_label"],
+                                body["counterexample_label"], current_principal())

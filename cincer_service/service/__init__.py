@@ -1,14 +1,21 @@
 """The labeling service's domain layer: store, use cases and the embedded worker.
 
-No Flask or Celery here; ``api/`` and ``tasks/`` are thin adapters over ``LabelService``.
+No Flask or Celery here. ``context`` holds what every use case shares; one module per
+resource family holds the use cases (``access``, ``projects``, ``examples``, ``queries``,
+``training``, ``audits``, ``reports``), and ``jobs`` maps background-job names to them.
+``api/`` handlers and ``tasks/`` jobs call these modules with a ``ServiceContext``.
 """
+from . import access, audits, examples, jobs, projects, queries, reports, training
+from .access import ROLES, Principal
+from .context import ServiceContext, build_context
 from .demo import seed_demo
 from .dispatch import Dispatcher, InlineDispatcher, NullDispatcher, ThreadDispatcher
 from .errors import BadInput, Conflict, Forbidden, NotFound, ServiceError, Unauthorized
-from .service import ROLES, LabelService, Principal, build_service
 from .settings import Settings
 from .store import Store
 
-__all__ = ["seed_demo", "Dispatcher", "InlineDispatcher", "NullDispatcher", "ThreadDispatcher",
-           "BadInput", "Conflict", "Forbidden", "NotFound", "ServiceError", "Unauthorized",
-           "ROLES", "LabelService", "Principal", "build_service", "Settings", "Store"]
+__all__ = ["access", "audits", "examples", "jobs", "projects", "queries", "reports",
+           "training", "ROLES", "Principal", "ServiceContext", "build_context", "seed_demo",
+           "Dispatcher", "InlineDispatcher", "NullDispatcher", "ThreadDispatcher", "BadInput",
+           "Conflict", "Forbidden", "NotFound", "ServiceError", "Unauthorized", "Settings",
+           "Store"]

@@ -1,4 +1,4 @@
-"""How background jobs reach ``LabelService.run_job``.
+"""How background jobs reach ``jobs.run_job``.
 
 The database says what is unfinished, so every dispatcher may lose or repeat a message:
 ``reconcile`` re-submits, and every job is idempotent.
@@ -26,23 +26,30 @@ class NullDispatcher(Dispatcher):
         log.debug("no dispatcher: %s(%s) left to the reconciler", name, arg)
 
 
+def run_job(ctx, name: str, arg=None):
+    """``jobs.run_job``, imported late: the job modules import the context, which imports
+    this module."""
+    from .jobs import run_job as run
+    return run(ctx, name, arg)
+
+
 class InlineDispatcher(Dispatcher):
     """Runs each job synchronously inside ``submit`` (tests, scripts)."""
 
-    def __init__(self, service):
-        self.service = service
+    def __init__(self, ctx):
+        self.ctx = ctx
 
     def submit(self, name: str, arg=None) -> None:
-        self.service.run_job(name, arg)
+        run_job(self.ctx, name, arg)
 
 
 class ThreadDispatcher(Dispatcher):
     """The embedded default: one background thread runs jobs in order and reconciles
     every ``interval`` seconds, so requests never wait for training."""
 
-    def __init__(self, service, interval: float | None = None):
-        self.service = service
-        self.interval = service.settings.reconcile_seconds if interval is None else interval
+    def __init__(self, ctx, interval: float | None = None):
+        self.ctx = ctx
+        self.interval = ctx.settings.reconcile_seconds if interval is None else interval
         self._queue: queue.Queue = queue.Queue()
         self._queued: set = set()
         self._lock = threading.Lock()
@@ -85,7 +92,7 @@ class ThreadDispatcher(Dispatcher):
                 self._queued.discard(job)
                 self._busy = True
             try:
-                self.service.run_job(*job)
+                run_job(self.ctx, *job)
             except Exception:   # keep the worker alive; the reconciler retries
                 log.exception("background job %s(%s) failed", *job)
             finally:

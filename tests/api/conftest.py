@@ -1,10 +1,10 @@
-"""A Flask test client over a LabelService on temporary SQLite, jobs run inline."""
+"""A Flask test client over a service context on temporary SQLite, jobs run inline."""
 import numpy as np
 import pytest
 
 from api import create_app
 from cincer_service.datasets import inject_noise, load_dataset
-from cincer_service.service import InlineDispatcher, Settings, build_service
+from cincer_service.service import InlineDispatcher, Settings, access, build_context
 
 ADMIN = "admin-secret-for-tests"
 
@@ -18,10 +18,10 @@ def breast():
 
 @pytest.fixture
 def service(tmp_path):
-    service = build_service(Settings(data_dir=str(tmp_path), admin_token=ADMIN, max_batch=200))
-    service.set_dispatcher(InlineDispatcher(service))
-    service.ensure_admin_token(ADMIN)
-    return service
+    ctx = build_context(Settings(data_dir=str(tmp_path), admin_token=ADMIN, max_batch=200))
+    ctx.set_dispatcher(InlineDispatcher(ctx))
+    access.ensure_admin_token(ctx, ADMIN)
+    return ctx
 
 
 @pytest.fixture

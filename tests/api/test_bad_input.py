@@ -1,6 +1,8 @@
 """Bad input gets a 4xx in the JSON error shape and stores nothing."""
 import pytest
 
+from cincer_service.service import reports
+
 from .conftest import ADMIN, assert_error, batch, bearer
 
 
@@ -124,7 +126,7 @@ def test_invalid_query_parameters(client, project):
 def test_unexpected_errors_are_500_without_a_traceback(client, project, service, monkeypatch):
     def explode(*args, **kwargs):
         raise RuntimeError("secret internal detail")
-    monkeypatch.setattr(service, "stats", explode)
+    monkeypatch.setattr(reports, "stats", explode)
     error = assert_error(client.get(f"/api/v1/projects/{project['id']}/stats",
                                     headers=bearer(ADMIN)), 500, "internal_error")
     assert "secret" not in error["message"]

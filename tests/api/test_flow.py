@@ -7,6 +7,7 @@ import threading
 import pytest
 
 from api import create_app
+from cincer_service.service import access
 
 from .conftest import ADMIN, assert_error, batch, bearer
 
@@ -75,7 +76,7 @@ def test_queries_answers_and_histories(client, streamed, breast):
 
 def test_two_annotators_never_hold_the_same_query(app, streamed, service):
     pid = streamed["id"]
-    minted = [service.create_token(pid, "annotator", name)["token"] for name in ("a", "b")]
+    minted = [access.create_token(service, pid, "annotator", name)["token"] for name in ("a", "b")]
     leased = {token: [] for token in minted}
 
     def lease(token):
@@ -104,8 +105,8 @@ def test_two_annotators_never_hold_the_same_query(app, streamed, service):
 
 def test_someone_elses_lease_is_409(client, streamed, service):
     pid = streamed["id"]
-    alice = bearer(service.create_token(pid, "annotator", "alice")["token"])
-    bob = bearer(service.create_token(pid, "annotator", "bob")["token"])
+    alice = bearer(access.create_token(service, pid, "annotator", "alice")["token"])
+    bob = bearer(access.create_token(service, pid, "annotator", "bob")["token"])
     q = client.post(f"/api/v1/projects/{pid}/queries/next", headers=alice).get_json()
     assert_error(client.post(f"/api/v1/projects/{pid}/queries/{q['id']}/answer", headers=bob,
                              json={"example_label": 0, "counterexample_label": 0}), 409)

@@ -1,12 +1,14 @@
-"""clients.bench helpers that need no service: memory from /proc, pid files, percentiles."""
+"""clients.bench: memory from /proc, pid files, percentiles, and the bench projects' specs
+(only the benchmark's own overrides; the service's defaults read back from the project)."""
 import os
 import subprocess
 import sys
 
 import numpy as np
 
-from clients.bench import (bench_memory, class_centres, cluster_pids, percentile,
-                           process_memory, sample)
+from clients.bench import (LATENCY_BOOTSTRAP, bench_ingest, bench_memory, class_centres,
+                           cluster_pids, parse_pids, percentile, process_memory, project_spec,
+                           sample)
 
 
 def test_process_memory_counts_children():
@@ -42,3 +44,49 @@ def test_synthetic_data_and_percentiles():
     X, y = sample(class_centres(64, 0), 100, rng)
     assert X.shape == (100, 64) and X.dtype == np.float32 and set(y) <= set(range(10))
     assert percentile([], 50) is None and percentile([1.0, 3.0], 50) == 2.0
+
+
+def test_parse_pids():
+    assert parse_pids(None) == [] and parse_pids("") == []
+    assert parse_pids(" 12, 13,,14 ") == [12, 13, 14]
+
+
+def test_project_spec_sends_only_the_benchmarks_overrides():
+    spec = project_spec("b", 8)
+    assert set(spec) == {"name", "classes", "input_shape", "model", "retrain"}
+    assert spec["input_shape"] == [8] and len(spec["classes"]) == 10
+    assert "mode" not in spec["retrain"] and spec["retrain"]["every_n_answers"] >= 10**6
+    spec = project_spec("b", 8, bootstrap=LATENCY_BOOTSTRAP)
+    assert spec["bootstrap_size"] == LATENCY_BOOTSTRAP
+    assert not {"threshold", "strategy", "damping"} & set(spec)
+
+
+class StubClient:
+    """Just enough of CincerClient for ``bench_ingest``; the "service" fills in defaults."""
+
+    root = "http://stub"
+
+    def __init__(self):
+        self.specs, self.batches = [], []
+
+    def create_project(self, spec):
+        self.specs.append(spec)
+        return {"threshold": 0.35, "strategy": "nearest", "bootstrap_size": 77, **spec,
+                "id": 5}
+
+    def ingest_batch(self, pid, items):
+        self.batches.append((pid, len(items)))
+        return [{"id": i, "status": "accepted"} for i in range(len(items))]
+
+    def wait_idle(self, pid, timeout, poll):
+        return {}
+
+
+def test_bench_ingest_reports_the_settings_the_service_chose():
+    client = StubClient()
+    report = bench_ingest(client, n=25, batch_size=10, n_features=4, seed=0)
+    assert "threshold" not in client.specs[0] and "bootstrap_size" not in client.specs[0]
+    assert client.batches == [(5, 10), (5, 10), (5, 5)]
+    assert (report["threshold"], report["strategy"], report["bootstrap_size"]) == \
+        (0.35, "nearest", 77)
+    assert report["project"] == 5 and report["examples"] == 25

@@ -9,8 +9,9 @@ import requests
 from flask import Flask
 
 from cincer_service.datasets import load_dataset
-from cincer_service.service import Settings, build_service
-from tasks import celery_init_app
+from cincer_service.service import Settings, build_context, examples, projects, reports
+from cincer_service.spec import ProjectSpec
+from api.background import celery_init_app
 from tests.support.services import (free_port, log_tail, redis_answers, redis_server_binary,
                                     start_redis, wait_until)
 
@@ -74,18 +75,18 @@ def test_cluster_starts_its_own_redis_runs_jobs_and_stops_cleanly(tmp_path):
 
         # The workers do real work: a bootstrap batch becomes model version 1.
         app = Flask("cluster-test")
-        app.extensions["cincer"] = service = build_service(
+        app.extensions["cincer"] = service = build_context(
             Settings.from_env(env, redis_url=redis_url))
         celery_init_app(app)
         data = load_dataset("iris", seed=0)
-        pid = service.create_project({
+        pid = projects.create_project(service, ProjectSpec.build(**{
             "name": "iris", "classes": list(data.class_names), "input_shape": [4],
-            "model": {"kind": "lr", "max_epochs": 50}, "bootstrap_size": 20})["id"]
-        service.ingest(pid, [{"x": data.X_train[i].tolist(), "label": int(data.y_train[i])}
+            "model": {"kind": "lr", "max_epochs": 50}, "bootstrap_size": 20}))["id"]
+        examples.ingest(service, pid, [{"x": data.X_train[i].tolist(), "label": int(data.y_train[i])}
                              for i in range(30)])
         try:
-            wait_until(lambda: service.stats(pid)["model_version"] == 1
-                       and service.stats(pid)["examples"].get("pending", 0) == 0, 60, 0.2,
+            wait_until(lambda: reports.stats(service, pid)["model_version"] == 1
+                       and reports.stats(service, pid)["examples"].get("pending", 0) == 0, 60, 0.2,
                        "model version 1 from the cluster's workers")
         except TimeoutError:
             pytest.fail(all_logs(tmp_path))

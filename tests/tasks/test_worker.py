@@ -1,6 +1,6 @@
 """Celery side of the service against a real Redis and a real worker subprocess.
 
-The test process drives ``LabelService`` with a ``CeleryDispatcher``; a ``cincer-service
+The test process drives the service modules with a ``CeleryDispatcher``; a ``cincer-service
 worker`` subprocess (same SQLite file, same Redis) does the model work. A worker killed with
 SIGKILL in the middle of a retrain loses nothing: the next worker's reconciler redoes it.
 """
@@ -16,9 +16,13 @@ import redis
 from flask import Flask
 
 from cincer_service.datasets import inject_noise, load_dataset
-from cincer_service.service import Settings, build_service
+from api.background import CeleryDispatcher, celery_init_app
+from cincer_service.service import (Settings, access, audits, build_context, examples, jobs,
+                                    projects, queries, reports, training)
+from cincer_service.service.jobs import TASK_NAMES
 from cincer_service.service.store import Project
-from tasks import CeleryDispatcher, JOB_TASKS, celery_init_app, clear_queued
+from cincer_service.spec import ProjectSpec
+from tasks.jobs import clear_queued
 from tests.support.services import (kill_group, log_tail, postgres_database, process,
                                     start_redis, wait_until)
 
@@ -64,11 +68,11 @@ def database_url(request, tmp_path):
 
 
 def celery_service(tmp_path, redis_url, database_url=None):
-    """A ``LabelService`` (temporary SQLite file unless ``database_url``) with Celery
+    """A service context (temporary SQLite file unless ``database_url``) with Celery
     installed as the API installs it."""
     settings = Settings(data_dir=str(tmp_path), redis_url=redis_url, database_url=database_url)
     app = Flask("cincer-test")
-    app.extensions["cincer"] = build_service(settings)
+    app.extensions["cincer"] = build_context(settings)
     celery_init_app(app)
     return app
 
@@ -93,7 +97,7 @@ def test_celery_app_configuration(tmp_path, redis_url):
     assert conf.beat_schedule["reconcile"]["schedule"] == Settings().reconcile_seconds
     assert isinstance(app.extensions["cincer"].dispatcher, CeleryDispatcher)
     import tasks.jobs  # noqa: F401  (registers the shared tasks on the current app)
-    assert set(JOB_TASKS.values()) <= set(celery_app.tasks)
+    assert set(TASK_NAMES.values()) <= set(celery_app.tasks)
     assert celery_app.tasks["tasks.audit"].acks_late
 
 
@@ -160,7 +164,7 @@ def project_row(service, pid):
 
 def settled(service, pid, min_version):
     """Stats once every job is done and the model is at least ``min_version``, else None."""
-    stats = service.stats(pid)
+    stats = reports.stats(service, pid)
     if ((stats["model_version"] or 0) >= min_version and not stats["retrain_wanted"]
             and stats["examples"].get("pending", 0) == 0
             and stats["queries"].get("computing", 0) == 0):
@@ -172,18 +176,18 @@ def test_worker_trains_screens_and_survives_sigkill(tmp_path, redis_url, databas
     data, noisy = breast
     app = celery_service(tmp_path, redis_url, database_url)
     service = app.extensions["cincer"]
-    pid = service.create_project({
+    pid = projects.create_project(service, ProjectSpec.build(**{
         "name": "breast", "classes": ["malignant", "benign"], "input_shape": [30],
         # warm retrains always run warm_epochs (no early stop): long enough to be killed in
         "model": {"kind": "lr", "max_epochs": 200, "warm_epochs": 4000},
-        "bootstrap_size": N_BOOTSTRAP, "retrain": {"mode": "warm", "every_n_answers": 1000}})["id"]
+        "bootstrap_size": N_BOOTSTRAP, "retrain": {"mode": "warm", "every_n_answers": 1000}}))["id"]
     items = [{"external_id": str(i), "x": data.X_train[i].tolist(), "label": int(noisy[i])}
              for i in range(len(data.X_train))]
     env = worker_env(tmp_path, redis_url, database_url)
     log1 = str(tmp_path / "worker1.log")
 
     with process([CLI, "worker", "--beat", "--loglevel", "info"], env, log1) as worker:
-        statuses = [r["status"] for r in service.ingest(pid, items[:N_BOOTSTRAP + N_STREAM])]
+        statuses = [r["status"] for r in examples.ingest(service, pid, items[:N_BOOTSTRAP + N_STREAM])]
         assert statuses.count("accepted") == N_BOOTSTRAP
         try:
             stats = wait_until(lambda: settled(service, pid, 1), 60, 0.2,
@@ -195,17 +199,17 @@ def test_worker_trains_screens_and_survives_sigkill(tmp_path, redis_url, databas
         assert stats["examples"]["accepted"] + stats["examples"]["suspicious"] \
             == N_BOOTSTRAP + N_STREAM
         assert stats["queries"]["open"] == stats["examples"]["suspicious"] > 0
-        annotator = service.authenticate(service.create_token(pid, "annotator", "a")["token"])
-        query = service.lease_next_query(pid, annotator)
+        annotator = access.authenticate(service, access.create_token(service, pid, "annotator", "a")["token"])
+        query = queries.lease_next_query(service, pid, annotator)
         assert query["counterexample"] is not None and query["model_version"] == 1
         assert query["counterexample"]["label"] == query["example"]["prediction"]
 
         # More data and a retrain; kill the worker (SIGKILL, whole process group) while it
         # holds the retrain's lease, i.e. in the middle of training.
-        service.ingest(pid, items[N_BOOTSTRAP + N_STREAM:N_BOOTSTRAP + N_STREAM + 300])
-        wait_until(lambda: service.stats(pid)["examples"].get("pending", 0) == 0, 60, 0.2,
+        examples.ingest(service, pid, items[N_BOOTSTRAP + N_STREAM:N_BOOTSTRAP + N_STREAM + 300])
+        wait_until(lambda: reports.stats(service, pid)["examples"].get("pending", 0) == 0, 60, 0.2,
                    "screening of the second batch")
-        service.request_retrain(pid)
+        training.request_retrain(service, pid)
         wait_until(lambda: project_row(service, pid)["lease"] is not None, 30, 0.01,
                    "the worker claiming the retrain")
         kill_group(worker, timeout=5, sig=signal.SIGKILL)
@@ -213,7 +217,7 @@ def test_worker_trains_screens_and_survives_sigkill(tmp_path, redis_url, databas
     row = project_row(service, pid)
     assert row["lease"] is not None and row["wanted"] > row["trained"], \
         "the retrain finished before the kill; make it longer"
-    assert service.stats(pid)["model_version"] == 1
+    assert reports.stats(service, pid)["model_version"] == 1
 
     # A new worker (with beat) finds the unfinished retrain through the reconciler once the
     # dead worker's lease expires; nothing is resubmitted from the test process.
@@ -225,7 +229,7 @@ def test_worker_trains_screens_and_survives_sigkill(tmp_path, redis_url, databas
         except TimeoutError:
             pytest.fail(f"the new worker did not finish:\n{log_tail(log2)}")
         assert worker.poll() is None
-    models = service.list_models(pid)
+    models = training.list_models(service, pid)
     assert [m["version"] for m in models] == [1, 2]
     assert models[1]["mode"] == "warm"
     assert models[1]["train_size"] == stats["examples"]["accepted"]
@@ -239,13 +243,13 @@ def test_audit_task_reports_progress_to_the_result_backend(tmp_path, redis_url, 
     app = celery_service(tmp_path, redis_url)
     service, celery_app = app.extensions["cincer"], app.extensions["celery"]
     import tasks.jobs  # noqa: F401  (registers the shared tasks on this app)
-    pid = service.create_project({
+    pid = projects.create_project(service, ProjectSpec.build(**{
         "name": "breast", "classes": ["malignant", "benign"], "input_shape": [30],
-        "model": {"kind": "lr", "max_epochs": 50}, "bootstrap_size": 40})["id"]
-    service.ingest(pid, [{"x": data.X_train[i].tolist(), "label": int(noisy[i])}
+        "model": {"kind": "lr", "max_epochs": 50}, "bootstrap_size": 40}))["id"]
+    examples.ingest(service, pid, [{"x": data.X_train[i].tolist(), "label": int(noisy[i])}
                          for i in range(40)])
-    assert service.run_job("retrain", pid) == 1          # no worker here: run it in-process
-    audit = service.create_audit(pid, ["self_influence", "margin", "near_duplicates"], 5)
+    assert jobs.run_job(service, "retrain", pid) == 1    # no worker here: run it in-process
+    audit = audits.create_audit(service, pid, ["self_influence", "margin", "near_duplicates"], 5)
     client = redis.Redis.from_url(redis_url)
     pubsub = client.pubsub()
     pubsub.subscribe("celery-task-meta-audit-progress")
@@ -262,7 +266,7 @@ def test_audit_task_reports_progress_to_the_result_backend(tmp_path, redis_url, 
     assert [p["message"] for p in progress] == ["self_influence", "margin", "near_duplicates"]
     assert [p["done"] for p in progress] == pytest.approx([0, 1 / 3, 2 / 3])
     assert result.get() == "done"
-    done = service.get_audit(pid, audit["id"])
+    done = audits.get_audit(service, pid, audit["id"])
     assert done["status"] == "done" and len(done["suspects"]) == 5
 
 
@@ -273,22 +277,22 @@ def test_tasks_retry_transient_database_errors_only(tmp_path, redis_url, monkeyp
     import tasks.jobs  # noqa: F401
     calls = []
 
-    def flaky(name, arg=None, progress=None):
+    def flaky(ctx, name, arg=None, progress=None):
         calls.append((name, arg))
         if len(calls) < 3:
             raise sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("database is locked"))
         return 0
 
-    monkeypatch.setattr(service, "run_job", flaky)
+    monkeypatch.setattr(tasks.jobs.jobs, "run_job", flaky)
     assert celery_app.tasks["tasks.screen"].apply(args=(3,)).get() == 0
     assert calls == [("screen", 3)] * 3
 
-    def broken(name, arg=None, progress=None):
+    def broken(ctx, name, arg=None, progress=None):
         calls.append((name, arg))
         raise ValueError("a bug, not a hiccup")
 
     calls.clear()
-    monkeypatch.setattr(service, "run_job", broken)
+    monkeypatch.setattr(tasks.jobs.jobs, "run_job", broken)
     result = celery_app.tasks["tasks.counterexample"].apply(args=(5,))
     assert result.failed() and isinstance(result.result, ValueError)
     assert calls == [("counterexample", 5)]

@@ -1,0 +1,105 @@
+"""The shared context every service module works over, and the row lookups they share.
+
+A ``ServiceContext`` owns the store, the settings, the dispatcher that runs background jobs,
+the per-process model cache and the job counters. The use cases live in one module per
+resource family (``access``, ``projects``, ``examples``, ``queries``, ``training``,
+``audits``, ``reports``, ``jobs``); each takes the context as its first argument, so HTTP
+handlers and background jobs call the same functions.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+
+from sqlalchemy import func, select
+
+from .dispatch import Dispatcher, NullDispatcher
+from .errors import NotFound
+from .model_cache import ModelCache
+from .settings import Settings
+from .store import Audit, Example, ModelVersion, Project, Query, Store
+
+log = logging.getLogger(__name__)
+
+TRAINING = ("accepted", "reviewed")          # example statuses that form the training set
+EXAMPLE_STATUSES = ("pending", "accepted", "suspicious", "reviewed")
+
+
+class ServiceContext:
+    """Store, settings, dispatcher, model cache and job counters of one process."""
+
+    def __init__(self, store: Store, dispatcher: Dispatcher | None = None,
+                 settings: Settings | None = None):
+        self.store = store
+        self.settings = settings or Settings()
+        self.dispatcher = dispatcher or NullDispatcher()
+        self.models = ModelCache()
+        self.job_counts: Counter = Counter()
+        self.job_failures: Counter = Counter()
+
+    def set_dispatcher(self, dispatcher: Dispatcher) -> None:
+        """Route background jobs to ``dispatcher`` from now on."""
+        self.dispatcher = dispatcher
+
+    def submit(self, name: str, arg=None) -> None:
+        """Hand a job to the dispatcher; a failure is logged, the reconciler redoes it."""
+        try:
+            self.dispatcher.submit(name, arg)
+        except Exception:
+            log.exception("could not submit %s(%s); the reconciler will", name, arg)
+
+
+def build_context(settings: Settings | None = None,
+                  dispatcher: Dispatcher | None = None) -> ServiceContext:
+    """A context on ``settings.database`` (data dir created, schema migrated)."""
+    settings = settings or Settings.from_env()
+    os.makedirs(settings.data_dir, exist_ok=True)
+    store = Store(settings.database)
+    store.upgrade()
+    return ServiceContext(store, dispatcher, settings)
+
+
+# -- row lookups shared by the families (each takes an open session) ----------------------
+def project_row(s, pid: int, lock: bool = False) -> Project:
+    """The project, row-locked when ``lock``; ``NotFound`` when it does not exist."""
+    project = s.get(Project, pid, with_for_update=lock or None,
+                    populate_existing=lock or None)
+    if project is None:
+        raise NotFound(f"project {pid} does not exist", {"project_id": pid})
+    return project
+
+
+def example_row(s, pid: int, eid: int) -> Example:
+    """An example of project ``pid``; ``NotFound`` otherwise."""
+    example = s.get(Example, eid)
+    if example is None or example.project_id != pid:
+        raise NotFound(f"example {eid} does not exist in project {pid}", {"example_id": eid})
+    return example
+
+
+def query_row(s, pid: int, qid: int) -> Query:
+    """A query of project ``pid``; ``NotFound`` otherwise."""
+    q = s.get(Query, qid)
+    if q is None or q.project_id != pid:
+        raise NotFound(f"query {qid} does not exist in project {pid}", {"query_id": qid})
+    return q
+
+
+def audit_row(s, pid: int, aid: int) -> Audit:
+    """An audit of project ``pid``; ``NotFound`` otherwise."""
+    audit = s.get(Audit, aid)
+    if audit is None or audit.project_id != pid:
+        raise NotFound(f"audit {aid} does not exist in project {pid}", {"audit_id": aid})
+    return audit
+
+
+def latest_version(s, pid: int) -> ModelVersion | None:
+    """The project's newest model version, or ``None`` before the first model."""
+    return s.scalar(select(ModelVersion).where(ModelVersion.project_id == pid)
+                    .order_by(ModelVersion.version.desc()).limit(1))
+
+
+def latest_version_number(s, pid: int) -> int | None:
+    """The newest model version's number, without loading its weights."""
+    return s.scalar(select(func.max(ModelVersion.version)).where(ModelVersion.project_id == pid))

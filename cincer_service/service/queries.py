@@ -1,0 +1,246 @@
+"""Queries: screening the stream, finding counter-examples, leases and answers.
+
+``screen_pending`` (a job) checks pending examples against the latest model: a confident
+disagreement (margin μ ≥ τ) becomes a ``computing`` query, the rest join the training set.
+``compute_counterexample`` (a job) opens the query with the project's strategy. Annotators
+lease an open query (a compare-and-set UPDATE, so no two hold the same one) and answer it;
+an answer relabels the example and/or the counter-example and may ask for a retrain.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from datetime import timedelta
+
+import numpy as np
+from sqlalchemy import and_, or_, select, update
+
+from .access import Principal
+from .context import ServiceContext, latest_version, project_row, query_row
+from .errors import BadInput, Conflict
+from .store import Example, LabelEvent, ModelVersion, Project, Query, utcnow
+
+log = logging.getLogger(__name__)
+
+
+def query_view(s, q: Query, project: Project) -> dict:
+    """The query as the API shows it, both sides with their current labels."""
+    def side(example_id, probabilities):
+        if example_id is None:
+            return None
+        e = s.get(Example, example_id)
+        probs = list(probabilities) if probabilities is not None else None
+        return {"id": e.id, "external_id": e.external_id,
+                "x": e.features(project.input_shape).tolist(), "label": e.label,
+                "prediction": int(np.argmax(probs)) if probs else None,
+                "probabilities": probs}
+
+    answer = None
+    if q.status == "answered":
+        answer = {"example_label": q.answer_example_label,
+                  "counterexample_label": q.answer_counterexample_label,
+                  "annotator": q.answered_by, "answered_at": q.answered_at}
+    return {"id": q.id, "status": q.status, "origin": q.origin,
+            "example": side(q.example_id, q.probabilities),
+            "counterexample": side(q.counterexample_id, q.counterexample_probabilities),
+            "margin": q.margin, "strategy": q.strategy, "model_version": q.model_version,
+            "note": q.note,
+            "lease_expires_at": q.lease_expires_at if q.status == "leased" else None,
+            "answer": answer, "created_at": q.created_at}
+
+
+def screen_pending(ctx: ServiceContext, pid: int) -> int:
+    """Screen the project's pending examples (job ``screen``); returns how many."""
+    from ..cleaning import screen_batch      # TensorFlow: only where jobs run
+    n_done = 0
+    while True:
+        new_queries = []
+        with ctx.store.session() as s:
+            project = project_row(s, pid)
+            version = latest_version(s, pid)
+            if version is None:
+                return n_done           # the first retrain submits screening again
+            batch = s.scalars(select(Example).where(
+                Example.project_id == pid, Example.status == "pending")
+                .order_by(Example.id).limit(ctx.settings.screen_batch)).all()
+            if not batch:
+                return n_done
+            clf = ctx.models.classifier(project, version)
+            probs = clf.predict_proba(np.stack([e.features(project.input_shape)
+                                                for e in batch]))
+            verdicts = screen_batch(probs, [e.label for e in batch], project.threshold)
+            accepted, now = 0, utcnow()
+            for e, p, v in zip(batch, probs, verdicts):
+                status = "suspicious" if v.suspicious else "accepted"
+                claimed = s.execute(update(Example).where(
+                    Example.id == e.id, Example.status == "pending")
+                    .values(status=status, updated_at=now)
+                    .execution_options(synchronize_session=False))
+                if claimed.rowcount != 1:
+                    continue
+                n_done += 1
+                if not v.suspicious:
+                    accepted += 1
+                    continue
+                q = Query(project_id=pid, example_id=e.id, model_version=version.version,
+                          strategy=project.strategy, margin=float(v.margin),
+                          prediction=int(v.prediction), probabilities=[float(a) for a in p],
+                          status="computing", origin="stream", created_at=now)
+                s.add(q)
+                s.flush()
+                new_queries.append(q.id)
+            if accepted:
+                s.execute(update(Project).where(Project.id == pid)
+                          .values(generation=Project.generation + 1))
+        for qid in new_queries:
+            ctx.submit("counterexample", qid)
+
+
+def compute_counterexample(ctx: ServiceContext, qid: int) -> int | None:
+    """Find a ``computing`` query's counter-example and open it (job ``counterexample``)."""
+    from ..counterexamples import NoCandidates, get_strategy
+    with ctx.store.session() as s:
+        q = s.get(Query, qid)
+        if q is None or q.status != "computing":
+            return None
+        project = project_row(s, q.project_id)
+        version = s.scalar(select(ModelVersion).where(
+            ModelVersion.project_id == project.id,
+            ModelVersion.version == q.model_version)) or latest_version(s, project.id)
+        state, ids, confirmed, entry = ctx.models.training_state(s, project, version)
+        example = s.get(Example, q.example_id)
+        exclude = confirmed | (ids == example.id)
+        ce_id, ce_probs, note = None, None, None
+        started = time.perf_counter()
+        with entry["lock"]:
+            try:
+                ranking = get_strategy(q.strategy).rank(
+                    state, example.features(project.input_shape), example.label, exclude)
+                ce_id = int(ids[ranking.best])
+                ce_probs = [float(a) for a in np.asarray(state.probs[ranking.best])]
+            except NoCandidates as exc:
+                note = str(exc)
+        elapsed_ms = (time.perf_counter() - started) * 1e3
+        s.execute(update(Query).where(Query.id == qid, Query.status == "computing").values(
+            counterexample_id=ce_id, counterexample_probabilities=ce_probs, note=note,
+            status="open").execution_options(synchronize_session=False))
+    log.info("query %s: counter-example %s in %.1f ms", qid, ce_id, elapsed_ms)
+    return ce_id
+
+
+def lease_next_query(ctx: ServiceContext, pid: int, principal: Principal) -> dict | None:
+    """Lease the oldest open query (or one whose lease expired) to ``principal``; the one it
+    already holds comes first. ``None`` when nothing is open."""
+    lease = timedelta(seconds=ctx.settings.lease_seconds)
+    with ctx.store.session() as s:
+        project = project_row(s, pid)
+        now = utcnow()
+        held = s.scalar(select(Query).where(
+            Query.project_id == pid, Query.status == "leased",
+            Query.lease_holder == principal.token_id, Query.lease_expires_at >= now)
+            .order_by(Query.id).limit(1))
+        if held is not None:
+            return query_view(s, held, project)
+        available = or_(Query.status == "open",
+                        and_(Query.status == "leased", Query.lease_expires_at < now))
+        candidates = s.scalars(select(Query.id).where(Query.project_id == pid, available)
+                               .order_by(Query.id).limit(20)).all()
+        for qid in candidates:
+            claimed = s.execute(update(Query).where(Query.id == qid, available).values(
+                status="leased", lease_holder=principal.token_id,
+                lease_expires_at=now + lease).execution_options(synchronize_session=False))
+            if claimed.rowcount == 1:
+                s.commit()
+                return query_view(s, s.get(Query, qid, populate_existing=True), project)
+        return None
+
+
+def get_query(ctx: ServiceContext, pid: int, qid: int) -> dict:
+    """One query, with its answer once answered."""
+    with ctx.store.session() as s:
+        return query_view(s, query_row(s, pid, qid), project_row(s, pid))
+
+
+def answer_query(ctx: ServiceContext, pid: int, qid: int, example_label: int,
+                 counterexample_label: int | None, principal: Principal) -> dict:
+    """Apply an annotator's answer: relabel the example and/or the counter-example.
+
+    Replaying the same answer returns the stored result; an answer on a lost lease or a
+    different answer to an answered query is a ``Conflict``."""
+    with ctx.store.session() as s:
+        project = project_row(s, pid)
+        q = query_row(s, pid, qid)
+        check_answer(project, q, example_label, counterexample_label)
+        if q.status == "answered":
+            if (q.answer_example_label == example_label
+                    and q.answer_counterexample_label == counterexample_label):
+                return query_view(s, q, project)
+            raise Conflict("this query was already answered differently",
+                           {"query_id": qid, "status": q.status})
+        now = utcnow()
+        claimed = s.execute(update(Query).where(
+            Query.id == qid, Query.status == "leased",
+            Query.lease_holder == principal.token_id, Query.lease_expires_at >= now)
+            .values(status="answered", answer_example_label=example_label,
+                    answer_counterexample_label=counterexample_label,
+                    answered_by=principal.name, answered_at=now)
+            .execution_options(synchronize_session=False))
+        if claimed.rowcount != 1:
+            raise Conflict("you do not hold a lease on this query (it expired, was taken by "
+                           "another annotator, or was never leased)",
+                           {"query_id": qid, "status": q.status})
+        relabel(s, q.example_id, example_label, "answer_example", principal.name, qid, now)
+        if counterexample_label is not None:
+            relabel(s, q.counterexample_id, counterexample_label, "answer_counterexample",
+                    principal.name, qid, now)
+        retrain = count_answer(s, project)
+        result = query_view(s, s.get(Query, qid, populate_existing=True), project)
+    if retrain:
+        ctx.submit("retrain", pid)
+    return result
+
+
+def check_answer(project: Project, q: Query, example_label, counterexample_label) -> None:
+    """``BadInput`` unless both labels are class indices of the project (and the query has a
+    counter-example when one is labelled)."""
+    n_classes, errors = len(project.classes), {}
+    for key, value in (("example_label", example_label),
+                       ("counterexample_label", counterexample_label)):
+        if value is None and key == "counterexample_label":
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < n_classes:
+            errors[key] = [f"an integer class index in [0, {n_classes})"]
+    if counterexample_label is not None and q.counterexample_id is None:
+        errors["counterexample_label"] = ["this query has no counter-example"]
+    if errors:
+        raise BadInput("invalid answer", errors)
+
+
+def count_answer(s, project: Project) -> bool:
+    """Count one answer on the project's row, in SQL (concurrent answers never lose an
+    update); True when it asks for a retrain."""
+    every = project.retrain["every_n_answers"]
+    row = s.execute(update(Project).where(Project.id == project.id).values(
+        generation=Project.generation + 1,
+        answers_since_retrain=Project.answers_since_retrain + 1)
+        .returning(Project.generation, Project.answers_since_retrain)).one()
+    if row.answers_since_retrain < every:
+        return False
+    taken = s.execute(update(Project).where(
+        Project.id == project.id, Project.answers_since_retrain >= every)
+        .values(answers_since_retrain=0,
+                wanted_generation=Project.generation)
+        .execution_options(synchronize_session=False))
+    return taken.rowcount == 1
+
+
+def relabel(s, eid: int, label: int, why: str, actor: str, qid: int | None, now) -> None:
+    """Set an example's label by a human, recording the change in its history."""
+    example = s.get(Example, eid)
+    s.add(LabelEvent(example_id=eid, old_label=example.label, new_label=label, why=why,
+                     actor=actor, query_id=qid, at=now))
+    example.label = label
+    example.confirmed = True
+    example.updated_at = now
+    if example.status == "suspicious":
+        example.status = "reviewed"

@@ -1,0 +1,76 @@
+"""Reports: a project's statistics and label export, and the service-wide counters.
+
+Read-only views over the database; ``metrics`` adds this process's job counters.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections import Counter
+
+from sqlalchemy import func, select
+
+from .context import EXAMPLE_STATUSES, ServiceContext, latest_version_number, project_row
+from .store import Example, LabelEvent, ModelVersion, Query, utcnow
+
+QUERY_STATUSES = ("computing", "open", "leased", "answered")
+EXPORT_COLUMNS = ("id", "external_id", "source", "label", "original_label", "status",
+                  "confirmed")
+
+
+def stats(ctx: ServiceContext, pid: int) -> dict:
+    """Examples and queries per status, labels cleaned so far, latest model version."""
+    with ctx.store.session() as s:
+        project = project_row(s, pid)
+        examples = dict(s.execute(select(Example.status, func.count(Example.id))
+                                  .where(Example.project_id == pid)
+                                  .group_by(Example.status)).all())
+        now = utcnow()
+        queries = Counter()
+        for status, expired, count in s.execute(
+                select(Query.status, Query.lease_expires_at < now, func.count(Query.id))
+                .where(Query.project_id == pid)
+                .group_by(Query.status, Query.lease_expires_at < now)).all():
+            queries["open" if status == "leased" and expired else status] += count
+        cleaned = s.scalar(select(func.count(Example.id)).where(
+            Example.project_id == pid, Example.label != Example.original_label))
+        relabelled = s.scalar(select(func.count(LabelEvent.id)).join(Example).where(
+            Example.project_id == pid, LabelEvent.why != "ingest",
+            LabelEvent.old_label != LabelEvent.new_label))
+        return {"examples": {k: int(examples.get(k, 0)) for k in EXAMPLE_STATUSES},
+                "queries": {k: int(queries.get(k, 0)) for k in QUERY_STATUSES},
+                "cleaned": int(cleaned), "relabelled": int(relabelled),
+                "model_version": latest_version_number(s, pid),
+                "retrain_wanted": project.wanted_generation > project.trained_generation}
+
+
+def export(ctx: ServiceContext, pid: int, fmt: str = "csv") -> tuple[str, str]:
+    """``(text, mimetype)``: every example's current and original label, as CSV or JSON
+    lines (``fmt`` is ``csv`` or ``jsonl``)."""
+    with ctx.store.session() as s:
+        project_row(s, pid)
+        rows = s.execute(select(*(getattr(Example, c) for c in EXPORT_COLUMNS))
+                         .where(Example.project_id == pid).order_by(Example.id)).all()
+    if fmt == "jsonl":
+        text = "".join(json.dumps(dict(zip(EXPORT_COLUMNS, row))) + "\n" for row in rows)
+        return text, "application/x-ndjson"
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(EXPORT_COLUMNS)
+    writer.writerows(rows)
+    return out.getvalue(), "text/csv"
+
+
+def metrics(ctx: ServiceContext) -> dict:
+    """Counters for ``/metrics``: rows per project and status, model versions, jobs run."""
+    with ctx.store.session() as s:
+        examples = s.execute(select(Example.project_id, Example.status, func.count(Example.id))
+                             .group_by(Example.project_id, Example.status)).all()
+        queries = s.execute(select(Query.project_id, Query.status, func.count(Query.id))
+                            .group_by(Query.project_id, Query.status)).all()
+        versions = s.execute(select(ModelVersion.project_id, func.count(ModelVersion.id))
+                             .group_by(ModelVersion.project_id)).all()
+    return {"examples": [tuple(r) for r in examples], "queries": [tuple(r) for r in queries],
+            "model_versions": [tuple(r) for r in versions],
+            "jobs": dict(ctx.job_counts), "job_failures": dict(ctx.job_failures)}

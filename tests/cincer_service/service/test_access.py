@@ -1,0 +1,44 @@
+"""access: admin token, authentication, role checks, minting tokens."""
+import pytest
+
+from cincer_service.service import Forbidden, NotFound, Unauthorized, access
+from tests.support.service import new_project
+
+
+def test_admin_token_is_created_once_or_registered(ctx):
+    secret = access.ensure_admin_token(ctx, None)
+    assert secret and access.ensure_admin_token(ctx, None) is None
+    assert access.authenticate(ctx, secret).role == "admin"
+    fixed = "a-token-from-automation"
+    assert access.ensure_admin_token(ctx, fixed) == fixed
+    assert access.ensure_admin_token(ctx, fixed) is None
+    assert access.authenticate(ctx, fixed).project_id is None
+
+
+def test_unknown_or_missing_token_is_unauthorized(ctx):
+    for secret in (None, "", "not-a-token"):
+        with pytest.raises(Unauthorized):
+            access.authenticate(ctx, secret)
+
+
+def test_roles_and_projects(ctx):
+    admin = access.authenticate(ctx, access.ensure_admin_token(ctx, None))
+    pid, other = new_project(ctx), new_project(ctx, name="other")
+    token = access.create_token(ctx, pid, "ingest", "i")
+    assert token["role"] == "ingest" and token["project_id"] == pid and token["token"]
+    ingest = access.authenticate(ctx, token["token"])
+    viewer = access.authenticate(ctx, access.create_token(ctx, pid, "viewer", "v")["token"])
+    access.authorize(admin, None, "admin")
+    access.authorize(admin, other, "annotator")
+    access.authorize(ingest, pid, "admin", "ingest")
+    access.authorize(viewer, pid)
+    for principal, project, roles in ((ingest, None, ("admin",)), (ingest, other, ()),
+                                      (viewer, pid, ("admin", "ingest")),
+                                      (ingest, pid, ("admin", "annotator"))):
+        with pytest.raises(Forbidden):
+            access.authorize(principal, project, *roles)
+
+
+def test_token_for_a_missing_project_is_not_found(ctx):
+    with pytest.raises(NotFound):
+        access.create_token(ctx, 999, "viewer", "v")

@@ -1,0 +1,64 @@
+"""jobs: the job table, run_job's counters, reconcile, the dispatchers."""
+import time
+
+import pytest
+
+from cincer_service.service import (InlineDispatcher, NullDispatcher, ThreadDispatcher,
+                                    examples, jobs, reports, seed_demo)
+from tests.support.service import BOOTSTRAP, items, make_context, new_project
+
+
+def test_lost_messages_are_redone_by_reconcile(tmp_path, stream):
+    ctx = make_context(tmp_path, dispatcher=None)       # every message is lost
+    assert isinstance(ctx.dispatcher, NullDispatcher)
+    pid = new_project(ctx)
+    examples.ingest(ctx, pid, items(stream, 0, BOOTSTRAP + 140))
+    assert reports.stats(ctx, pid)["model_version"] is None
+    ctx.set_dispatcher(InlineDispatcher(ctx))
+    for _ in range(3):        # retrain first, then screening, then counter-examples
+        jobs.reconcile(ctx)
+    stats = reports.stats(ctx, pid)
+    assert stats["model_version"] == 1 and stats["examples"]["pending"] == 0
+    assert stats["queries"]["computing"] == 0 and stats["queries"]["open"] > 0
+    assert jobs.reconcile(ctx) == {}                          # nothing left to redo
+
+
+def test_run_job_counts_runs_and_failures(ctx):
+    assert set(jobs.JOBS) == set(jobs.TASK_NAMES) == {"screen", "counterexample", "retrain",
+                                                      "audit", "reconcile"}
+    assert jobs.run_job(ctx, "reconcile") == {}
+    with pytest.raises(ValueError):
+        jobs.run_job(ctx, "nonsense")
+    assert jobs.run_job(ctx, "counterexample", 12345) is None     # no such query: a no-op
+    assert ctx.job_counts == {"reconcile": 1, "counterexample": 1}
+    assert not ctx.job_failures
+
+
+def test_thread_dispatcher_works_in_background(tmp_path, stream):
+    ctx = make_context(tmp_path, dispatcher=None, reconcile_seconds=0.2)
+    worker = ThreadDispatcher(ctx)
+    ctx.set_dispatcher(worker)
+    worker.start()
+    try:
+        pid = new_project(ctx)
+        started = time.perf_counter()
+        examples.ingest(ctx, pid, items(stream, 0, BOOTSTRAP + 140))
+        assert time.perf_counter() - started < 5       # the request does not train
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            stats = reports.stats(ctx, pid)
+            if stats["model_version"] and not stats["examples"]["pending"] \
+                    and not stats["queries"]["computing"]:
+                break
+            time.sleep(0.2)
+        assert stats["model_version"] == 1 and stats["queries"]["open"] > 0
+    finally:
+        worker.stop()
+
+
+def test_demo_is_seeded_once(tmp_path):
+    ctx = make_context(tmp_path, dispatcher=None)
+    project = seed_demo(ctx, n_examples=200, bootstrap_size=100)
+    assert project["name"] == "demo-digits" and project["input_shape"] == [64]
+    assert examples.list_examples(ctx, project["id"])["total"] == 200
+    assert seed_demo(ctx) is None

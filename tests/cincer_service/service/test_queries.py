@@ -1,0 +1,131 @@
+"""queries: screening, counter-examples, leases and answers."""
+import threading
+import time
+
+import pytest
+
+from cincer_service.service import (BadInput, Conflict, InlineDispatcher, NotFound,
+                                    NullDispatcher, examples, queries, reports)
+from cincer_service.service.store import Project
+from tests.support.service import (BOOTSTRAP, annotator, answer_all, items, make_context,
+                                   new_project)
+
+N_STREAM = 140
+
+
+def test_stream_is_screened_and_answers_clean_labels(ctx, stream):
+    data, noisy, corrupted = stream
+    pid = new_project(ctx)
+    examples.ingest(ctx, pid, items(stream, 0, BOOTSTRAP + N_STREAM))
+    stats = reports.stats(ctx, pid)
+    assert stats["model_version"] == 1 and stats["examples"]["pending"] == 0
+    n_queries = stats["queries"]["open"]
+    assert n_queries == stats["examples"]["suspicious"] > 0
+
+    answered = answer_all(ctx, pid, data.y_train, annotator(ctx, pid))
+    assert len(answered) == n_queries
+    assert all(q["counterexample"] is not None for q in answered)
+    assert all(q["counterexample"]["label"] == q["example"]["prediction"] for q in answered)
+    stats = reports.stats(ctx, pid)
+    assert stats["queries"]["answered"] == n_queries
+    assert stats["model_version"] >= 2                  # answers triggered retrains
+
+    # Histories are exact: ingest first, then one event per answer touching the example.
+    for q in answered[:10]:
+        history = examples.get_example(ctx, pid, q["example"]["id"])["history"]
+        assert history[0]["why"] == "ingest" and history[0]["old_label"] is None
+        assert history[0]["new_label"] == noisy[int(q["example"]["external_id"])]
+        answer = [h for h in history if h["query_id"] == q["id"]]
+        assert len(answer) == 1 and answer[0]["why"] == "answer_example"
+        assert answer[0]["new_label"] == data.y_train[int(q["example"]["external_id"])]
+        final = examples.get_example(ctx, pid, q["example"]["id"])
+        assert final["label"] == history[-1]["new_label"] and final["confirmed"]
+
+    # Counter-examples computed after the answers never show a confirmed example again.
+    confirmed = {i for q in answered for i in (q["example"]["id"], q["counterexample"]["id"])}
+    examples.ingest(ctx, pid, items(stream, BOOTSTRAP + N_STREAM, BOOTSTRAP + N_STREAM + 120))
+    later = answer_all(ctx, pid, data.y_train, annotator(ctx, pid, "later"))
+    assert later and all(q["counterexample"]["id"] not in confirmed for q in later)
+
+
+def test_leases_answers_and_conflicts(tmp_path, stream):
+    data = stream[0]
+    ctx = make_context(tmp_path, lease_seconds=0.5)
+    pid = new_project(ctx)
+    examples.ingest(ctx, pid, items(stream, 0, BOOTSTRAP + N_STREAM))
+    alice, bob = annotator(ctx, pid, "alice"), annotator(ctx, pid, "bob")
+
+    # Two annotators racing for queries never hold the same one.
+    leased = {"alice": [], "bob": []}
+
+    def grab(who, principal):
+        for _ in range(3):
+            q = queries.lease_next_query(ctx, pid, principal)
+            if q is not None:
+                leased[who].append(q["id"])
+    threads = [threading.Thread(target=grab, args=(w, p)) for w, p in (("alice", alice),
+                                                                        ("bob", bob))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert leased["alice"] and leased["bob"]
+    assert not set(leased["alice"]) & set(leased["bob"])
+
+    qid = leased["alice"][0]
+    q = queries.get_query(ctx, pid, qid)
+    truth = int(data.y_train[int(q["example"]["external_id"])])
+    ce_truth = int(data.y_train[int(q["counterexample"]["external_id"])])
+    with pytest.raises(Conflict):                      # bob does not hold alice's lease
+        queries.answer_query(ctx, pid, qid, truth, ce_truth, bob)
+    with pytest.raises(BadInput):
+        queries.answer_query(ctx, pid, qid, 5, ce_truth, alice)
+    first = queries.answer_query(ctx, pid, qid, truth, ce_truth, alice)
+    assert first["status"] == "answered"
+    assert queries.answer_query(ctx, pid, qid, truth, ce_truth, alice) == first   # replay
+    with pytest.raises(Conflict):
+        queries.answer_query(ctx, pid, qid, 1 - truth, ce_truth, alice)
+    history = examples.get_example(ctx, pid, q["example"]["id"])["history"]
+    assert sum(h["query_id"] == qid for h in history) == 1
+
+    # An expired lease returns the query to the pool; the old holder's answer is refused.
+    stale = leased["bob"][0]
+    time.sleep(0.6)
+    again = queries.lease_next_query(ctx, pid, alice)
+    assert again is not None
+    if again["id"] == stale:
+        with pytest.raises(Conflict):
+            queries.answer_query(ctx, pid, stale, 0, None, bob)
+    with pytest.raises(NotFound):
+        queries.answer_query(ctx, pid, 10_000, 0, None, alice)
+
+
+def test_concurrent_answers_count_every_one(tmp_path, stream):
+    """Counters are updated in SQL: threads answering at once lose no increment."""
+    data = stream[0]
+    ctx = make_context(tmp_path, dispatcher=None)
+    pid = new_project(ctx, retrain={"mode": "scratch", "every_n_answers": 1000})
+    ctx.set_dispatcher(InlineDispatcher(ctx))
+    examples.ingest(ctx, pid, items(stream, 0, BOOTSTRAP + N_STREAM))
+    ctx.set_dispatcher(NullDispatcher())
+    with ctx.store.session() as s:
+        before = s.get(Project, pid).generation
+    principals = [annotator(ctx, pid, f"a{i}") for i in range(4)]
+    leased = [queries.lease_next_query(ctx, pid, p) for p in principals]
+    assert all(q is not None for q in leased)
+    barrier = threading.Barrier(len(principals))
+
+    def answer(principal, q):
+        barrier.wait()
+        queries.answer_query(ctx, pid, q["id"],
+                             int(data.y_train[int(q["example"]["external_id"])]), None,
+                             principal)
+    threads = [threading.Thread(target=answer, args=pq) for pq in zip(principals, leased)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with ctx.store.session() as s:
+        project = s.get(Project, pid)
+        assert project.generation == before + len(principals)
+        assert project.answers_since_retrain == len(principals)
