@@ -7,10 +7,13 @@ to the registries in ``counterexamples`` and ``detectors``.
 STRATEGY_NAMES = ("top_fisher", "full_fisher", "practical_fisher", "influence",
                   "influence_lissa", "nearest")
 
-# Scoring detectors (``detectors.DETECTORS``); ``near_duplicates`` reports pairs instead.
-DETECTOR_NAMES = ("self_influence", "self_influence_cg", "gd", "gc", "if", "tracin",
-                  "gd_class", "gc_class", "if_class", "tracin_class", "margin", "mismatch",
-                  "euc", "cos", "dot", "model_based", "cleanlab")
+# Registered detectors (``detectors.DETECTORS``): scoring ones give one score per example,
+# pair ones (``output = "pairs"``) report pairs of examples instead.
+SCORING_DETECTOR_NAMES = ("self_influence", "self_influence_cg", "gd", "gc", "if", "tracin",
+                          "gd_class", "gc_class", "if_class", "tracin_class", "margin",
+                          "mismatch", "euc", "cos", "dot", "model_based", "cleanlab")
+PAIR_DETECTOR_NAMES = ("near_duplicates",)
+DETECTOR_NAMES = SCORING_DETECTOR_NAMES + PAIR_DETECTOR_NAMES
 
 # Damping λ of the Top-Fisher solve for counter-examples. The Fisher is estimated from a few
 # hundred known examples, so a weak λ (1e-3) lets its smallest eigen-directions dominate the

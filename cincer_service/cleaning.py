@@ -1,4 +1,9 @@
-"""The CINCER cleaning step: screen by margin, pair with a counter-example, apply answers."""
+"""The CINCER cleaning step: screen by margin, pair with a counter-example, apply answers.
+
+``margin`` is CINCER's eq. 1 for one example (the service's screening and audit queries
+call it too); ``screen`` applies the threshold τ; ``cincer_step`` is one iteration of
+Algorithm 1 on an in-memory known set, answered by a simulated oracle.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .counterexamples import CounterexampleStrategy, NoCandidates
+from .spec import DEFAULT_THRESHOLD
 from .state import ModelState
 
 VARIANTS = ("cincer", "no_ce", "drop_ce")
@@ -21,15 +27,24 @@ class Screening:
     probabilities: np.ndarray
 
 
-def screen(probabilities, label: int, threshold: float = 0.2) -> Screening:
-    """Suspicious iff the prediction differs from the label and ``μ = p(ŷ) − p(ỹ) ≥ τ``."""
+def margin(probabilities, label: int) -> tuple[int, float]:
+    """``(ŷ, μ)``: the prediction and CINCER's margin ``μ = p(ŷ|x) − p(ỹ|x)`` (eq. 1).
+
+    ``μ ≥ 0``, and ``μ = 0`` exactly when the label ``ỹ`` is the prediction (or ties it).
+    """
     p = np.asarray(probabilities, dtype=np.float64)
     prediction = int(np.argmax(p))
-    mu = float(p[prediction] - p[int(label)])
-    return Screening(prediction, mu, prediction != int(label) and mu >= threshold, p)
+    return prediction, float(p[prediction] - p[int(label)])
 
 
-def screen_batch(probabilities, labels, threshold: float = 0.2) -> list[Screening]:
+def screen(probabilities, label: int, threshold: float = DEFAULT_THRESHOLD) -> Screening:
+    """Suspicious iff the prediction differs from the label and ``μ = p(ŷ) − p(ỹ) ≥ τ``."""
+    prediction, mu = margin(probabilities, label)
+    return Screening(prediction, mu, prediction != int(label) and mu >= threshold,
+                     np.asarray(probabilities, dtype=np.float64))
+
+
+def screen_batch(probabilities, labels, threshold: float = DEFAULT_THRESHOLD) -> list[Screening]:
     return [screen(p, y, threshold) for p, y in zip(probabilities, labels)]
 
 
@@ -73,7 +88,7 @@ class StepOutcome:
 
 
 def cincer_step(state: ModelState, x, label: int, index: int, oracle, strategy:
-                CounterexampleStrategy | None, threshold: float = 0.2,
+                CounterexampleStrategy | None, threshold: float = DEFAULT_THRESHOLD,
                 variant: str = "cincer", known_index: np.ndarray | None = None,
                 exclude: np.ndarray | None = None) -> StepOutcome:
     """One iteration of Algorithm 1 on an in-memory known set.

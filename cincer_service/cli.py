@@ -1,8 +1,9 @@
 """``cincer-service`` command line: core commands plus commands that server packages plug in.
 
-Core commands (``simulate``, ``bench``, ``audit``) live here. ``serve`` and ``worker``
-come from the ``api`` and ``tasks`` packages through the ``cincer_service.commands``
-entry-point group, so the core never imports the servers.
+Core commands (``simulate``, ``bench``, ``audit``) are the modules of the
+``cincer_service.commands`` package. ``serve`` and ``worker`` come from the ``api`` and
+``tasks`` packages through the entry-point group of the same name, so the core never
+imports the servers.
 """
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import importlib
 import sys
 from importlib.metadata import entry_points
 
-CORE_COMMANDS = ("cincer_service.simulation", "cincer_service.bench", "cincer_service.audit")
+CORE_COMMANDS = ("cincer_service.commands.simulate", "cincer_service.commands.bench",
+                 "cincer_service.commands.audit")
 
 
 class UsageError(Exception):

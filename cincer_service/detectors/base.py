@@ -1,13 +1,20 @@
-"""Detector base class, the trusted (clean) set and the name registry.
+"""Detector base classes, the trusted (clean) set and the name registry.
 
-Every detector scores the examples of a ``ModelState`` (the known set under one model
-version): one number per example, **higher = more suspicious**. Detectors that compare
-against a trusted set receive a ``TrustedSet``; class-based ones check that every class
-has enough trusted examples first.
+Every registered detector looks at the examples of a ``ModelState`` (the known set under
+one model version). Most are ``Detector``s (``output = "scores"``): one number per example,
+**higher = more suspicious**. Detectors that compare against a trusted set receive a
+``TrustedSet``; class-based ones check that every class has enough trusted examples first.
+A ``PairDetector`` (``output = "pairs"``, e.g. ``near_duplicates``) reports pairs of
+examples instead. ``finder.find_issues`` dispatches on ``output``.
+
+To add a detector: subclass ``Detector`` (implement ``_score``) or ``PairDetector``
+(implement ``_pairs``), decorate it with ``@register("name")``, import its module in
+``detectors/__init__.py`` and add the name to ``cincer_service.catalog``.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import tensorflow as tf
@@ -15,6 +22,9 @@ import tensorflow as tf
 from .. import influence
 from ..registry import Registry
 from ..state import ModelState
+
+if TYPE_CHECKING:
+    from .duplicates import DuplicateReport
 
 DETECTORS = Registry("detector")
 register = DETECTORS.register
@@ -88,6 +98,7 @@ class Detector:
     """
 
     name = "base"
+    output = "scores"
     needs_trusted = False
     class_based = False
 
@@ -129,4 +140,39 @@ class Detector:
                     f"{[int(counts[k]) for k in short]})")
 
     def _score(self, state: ModelState, trusted: TrustedSet | None):  # pragma: no cover
+        raise NotImplementedError
+
+
+class PairDetector:
+    """Base class of detectors that report pairs of examples instead of one score each.
+
+    Owns ``pairs``, which checks the raw inputs; each detector implements ``_pairs``.
+    """
+
+    name = "base_pairs"
+    output = "pairs"
+
+    def pairs(self, state: ModelState, inputs=None) -> "DuplicateReport":
+        """Pairs among the known examples, as rows of ``state``.
+
+        Parameters
+        ----------
+        state : the known set under one model version (labels and predictions).
+        inputs : the raw inputs of the known set, row for row; ``state.X`` when omitted.
+
+        Raises
+        ------
+        ValueError
+            When no inputs are given nor kept by the state, or their count differs.
+        """
+        X = state.X if inputs is None else inputs
+        if X is None:
+            raise ValueError(f"detector {self.name!r} needs the raw inputs of the examples")
+        X = np.asarray(X)
+        if len(X) != state.n:
+            raise ValueError(f"detector {self.name!r} got {len(X)} inputs for "
+                             f"{state.n} examples")
+        return self._pairs(state, X)
+
+    def _pairs(self, state: ModelState, X: np.ndarray) -> "DuplicateReport":  # pragma: no cover
         raise NotImplementedError

@@ -3,12 +3,16 @@
 Images are compared with SSIM (scikit-image), tabular rows with cosine similarity. Only
 pairs inside the same (label, prediction) cell are compared; pairs whose two members sit
 on different sides of the train/validation boundary are reported apart, as leakage.
+``near_duplicates`` is the function; ``NearDuplicates`` registers it as the pair detector
+``"near_duplicates"`` (cells from the state's labels and predictions).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from .base import PairDetector, register
 
 
 @dataclass
@@ -87,3 +91,16 @@ def near_duplicates(X, labels, predictions, is_validation=None, threshold: float
             crosses = is_validation is not None and bool(is_validation[i]) != bool(is_validation[j])
             (report.leakage if crosses else report.pairs).append(pair)
     return report
+
+
+@register("near_duplicates")
+class NearDuplicates(PairDetector):
+    """Near-duplicate pairs within the state's (label, prediction) cells."""
+
+    def __init__(self, threshold: float | None = None, prefilter: float = 0.9):
+        self.threshold, self.prefilter = threshold, prefilter
+
+    def _pairs(self, state, X):
+        predictions = np.asarray(np.argmax(state.probs, axis=1))
+        return near_duplicates(X, state.y, predictions, threshold=self.threshold,
+                               prefilter=self.prefilter)

@@ -1,7 +1,8 @@
 import subprocess
 import sys
 
-from cincer_service.catalog import DETECTOR_NAMES, STRATEGY_NAMES
+from cincer_service.catalog import (DETECTOR_NAMES, PAIR_DETECTOR_NAMES, SCORING_DETECTOR_NAMES,
+                                    STRATEGY_NAMES)
 from cincer_service.counterexamples import STRATEGIES
 from cincer_service.detectors import DETECTORS
 
@@ -9,6 +10,10 @@ from cincer_service.detectors import DETECTORS
 def test_catalog_matches_the_registries():
     assert sorted(STRATEGY_NAMES) == sorted(STRATEGIES)
     assert sorted(DETECTOR_NAMES) == sorted(DETECTORS)
+    assert sorted(SCORING_DETECTOR_NAMES) == sorted(
+        name for name, cls in DETECTORS.items() if cls.output == "scores")
+    assert sorted(PAIR_DETECTOR_NAMES) == sorted(
+        name for name, cls in DETECTORS.items() if cls.output == "pairs")
 
 
 def test_the_api_process_does_not_load_tensorflow():

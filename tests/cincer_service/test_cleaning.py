@@ -1,11 +1,16 @@
 import numpy as np
 import pytest
 
-from cincer_service.cleaning import NoisyOracle, PerfectOracle, cincer_step, screen
+from cincer_service.cleaning import NoisyOracle, PerfectOracle, cincer_step, margin, screen
 from cincer_service.counterexamples import get_strategy
-from cincer_service.datasets import inject_noise, load_dataset
 from cincer_service.models import Classifier
 from cincer_service.state import ModelState
+
+
+def test_margin_is_prediction_minus_label_probability():
+    prediction, mu = margin([0.1, 0.6, 0.3], label=2)
+    assert prediction == 1 and mu == pytest.approx(0.3)
+    assert margin([0.1, 0.6, 0.3], label=1) == (1, 0.0)
 
 
 def test_screen_uses_margin_and_threshold():
@@ -24,9 +29,8 @@ def test_noisy_oracle_errs_at_its_rate():
 
 
 @pytest.fixture(scope="module")
-def trained():
-    ds = load_dataset("iris")
-    noisy, _ = inject_noise(ds.y_train, 3, 0.2, seed=0)
+def trained(noisy_data):
+    ds, noisy, _ = noisy_data("iris")
     clf = Classifier("fc", ds.input_shape, 3, seed=0, max_epochs=60)
     clf.fit(ds.X_train, noisy)
     return ds, clf, noisy

@@ -4,15 +4,14 @@ import tensorflow as tf
 
 from cincer_service import autodiff, influence
 from cincer_service.counterexamples import STRATEGIES, NoCandidates, get_strategy
-from cincer_service.datasets import inject_noise, load_dataset
+from cincer_service.datasets import load_dataset
 from cincer_service.models import Classifier
 from cincer_service.state import ModelState
 
 
 @pytest.fixture(scope="module")
-def noisy_iris():
-    ds = load_dataset("iris", seed=0)
-    noisy, corrupted = inject_noise(ds.y_train, ds.n_classes, 0.2, seed=1)
+def noisy_iris(noisy_data):
+    ds, noisy, corrupted = noisy_data("iris", seed=1)
     clf = Classifier("fc", ds.input_shape, ds.n_classes, seed=0, max_epochs=60)
     clf.fit(ds.X_train, noisy)
     return ds, clf, noisy, corrupted

@@ -3,16 +3,14 @@ import pytest
 import tensorflow as tf
 
 from cincer_service import influence, reference
-from cincer_service.datasets import inject_noise, load_dataset
 from cincer_service.models import Classifier
 from cincer_service.state import ModelState
 
 
 @pytest.fixture(scope="module")
-def small_model():
-    ds = load_dataset("wine", seed=0)
+def small_model(noisy_data):
+    ds, y, _ = noisy_data("wine")
     clf = Classifier("fc", ds.input_shape, ds.n_classes, seed=0, max_epochs=20)
-    y, _ = inject_noise(ds.y_train, ds.n_classes, 0.2, seed=0)
     clf.fit(ds.X_train[:60], y[:60])
     return clf, ds.X_train[:60], y[:60], ds
 

@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from cincer_service import reference
-from cincer_service.datasets import inject_noise, load_dataset
+from cincer_service.datasets import load_dataset
 from cincer_service.detectors import (NotEnoughTrusted, TrustedSet, get_detector, inspection_auc,
                                       inspection_curve, near_duplicates, pairwise, precision_at)
 from cincer_service.models import Classifier
@@ -12,10 +12,9 @@ from cincer_service.state import ModelState
 
 
 @pytest.fixture(scope="module")
-def tiny():
+def tiny(noisy_data):
     """A small fc model on wine, 40 noisy known examples, 18 trusted ones (6 per class)."""
-    ds = load_dataset("wine", seed=0)
-    noisy, _ = inject_noise(ds.y_train, ds.n_classes, 0.2, seed=0)
+    ds, noisy, _ = noisy_data("wine")
     clf = Classifier("fc", ds.input_shape, ds.n_classes, seed=0, max_epochs=15)
     clf.fit(ds.X_train[:80], noisy[:80])
     state = ModelState.build(clf, ds.X_train[:40], noisy[:40], damping=1e-2)

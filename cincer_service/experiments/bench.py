@@ -1,25 +1,26 @@
-"""``cincer-service bench``: speed of the counter-example path, the factor and the loop.
+"""Speed of the counter-example path, the Fisher factor and the cleaning loop.
 
-Prints one JSON document. Synthetic cases use cached features and probabilities
-(128 features, 10 classes) so they time the top-layer algebra itself.
+``run_bench`` returns the JSON document of ``cincer-service bench``: median milliseconds
+per counter-example query and seconds per Top-Fisher factorization on breast/fc and on
+synthetic cached features (128 features, 10 classes, so the top-layer algebra itself is
+timed), seconds per cleaning iteration, a closed-form vs ``GradientTape`` check, and the
+detectors' timings from ``bench_detectors``.
 """
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 import time
 
 import numpy as np
 import tensorflow as tf
 
-from . import influence, reference
-from .counterexamples import get_strategy
-from .datasets import inject_noise, load_dataset
-from .detectors.bench import detector_benchmarks
-from .models import Classifier
-from .simulation import Experiment, SimulationConfig, run_cleaning
-from .state import ModelState
+from .. import influence, reference
+from ..counterexamples import get_strategy
+from ..datasets import inject_noise, load_dataset
+from ..models import Classifier
+from ..state import ModelState
+from .bench_detectors import detector_benchmarks
+from .config import SimulationConfig
+from .simulate import Experiment, run_cleaning
 
 
 def _median_ms(fn, repeats: int) -> float:
@@ -134,18 +135,3 @@ def run_bench(quick: bool = False, detectors: bool = True) -> dict:
         doc["detectors"] = detector_benchmarks(quick)
     doc["device"] = [d.name for d in tf.config.list_logical_devices()]
     return doc
-
-
-def register_command(subparsers) -> None:
-    p = subparsers.add_parser("bench", help="speed benchmarks (JSON)")
-    p.add_argument("--quick", action="store_true", help="skip the 1M-example case")
-    p.add_argument("--no-detectors", action="store_true", help="skip the offline detectors")
-    p.add_argument("--json", action="store_true", help="print JSON (the only output format)")
-    p.set_defaults(func=_command)
-
-
-def _command(args: argparse.Namespace) -> int:
-    doc = run_bench(quick=args.quick, detectors=not args.no_detectors)
-    json.dump(doc, sys.stdout, indent=1)
-    sys.stdout.write("\n")
-    return 0

@@ -13,8 +13,8 @@ import numpy as np
 import tensorflow as tf
 
 from .. import influence
+from ..detectors import TrustedSet, get_detector
 from ..state import ModelState
-from .base import TrustedSet, get_detector
 
 PAIRWISE = ("gd", "gc", "if", "tracin", "gd_class", "gc_class", "if_class", "tracin_class",
             "euc", "cos", "dot")
@@ -66,8 +66,3 @@ def detector_benchmarks(quick: bool = False, n: int = 50_000, n_features: int = 
             "tracin_checkpoints": checkpoints, "fisher_factor_seconds": round(factor_seconds, 3),
             "seconds": seconds}
 
-
-if __name__ == "__main__":
-    import json
-    import sys
-    json.dump(detector_benchmarks(quick="--quick" in sys.argv), sys.stdout, indent=1)

@@ -32,6 +32,18 @@ def test_json_shape_and_output_files(tmp_path, capsys):
     assert json.loads((tmp_path / "audit.json").read_text())["runs"] == doc["runs"]
 
 
+def test_near_duplicates_are_reported_as_pairs_per_seed(capsys):
+    rc = main(["audit", *FAST, "--model", "lr", "--detectors", "margin,near_duplicates", "--json"])
+    assert rc == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert list(doc["summary"]) == ["margin"]             # pairs have no ranking to score
+    assert [entry["seed"] for entry in doc["duplicates"]] == [0, 1]
+    pair_keys = {"first", "second", "similarity", "label", "prediction"}
+    for entry in doc["duplicates"]:
+        assert entry["leakage"] == []
+        assert all(set(p) == pair_keys and p["similarity"] >= 0.99 for p in entry["duplicates"])
+
+
 @pytest.mark.parametrize("args,message", [
     (["--detectors", "gd,nope"], "unknown detector"),
     (["--noise", "0"], "--noise"),

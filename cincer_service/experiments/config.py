@@ -1,0 +1,123 @@
+"""Settings of the offline experiments, with their defaults and their validation.
+
+``SimulationConfig`` describes a ``simulate`` run (data, noise, strategies, loop settings),
+``AuditConfig`` a detector ``audit`` run. Defaults shared with a service project (threshold,
+strategy, bootstrap size, epochs, retrain mode, damping) come from ``cincer_service.spec``.
+Only name tuples are imported here, never TensorFlow: ``validate`` can run before any model
+is built, and its ``ValueError`` messages are what the command line prints (exit 2).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..catalog import COUNTEREXAMPLE_DAMPING, DETECTOR_NAMES, STRATEGY_NAMES
+from ..datasets import DATASETS, NOISE_TYPES
+from ..spec import (DEFAULT_BOOTSTRAP_SIZE, DEFAULT_MAX_EPOCHS, DEFAULT_STRATEGY,
+                    DEFAULT_THRESHOLD, MODEL_KINDS, RETRAIN_MODES, ModelSpec, RetrainPolicy)
+
+PROTOCOLS = ("cleaning", "ce-precision")
+# Loop variants of ``--strategies``: (loop variant, counter-example strategy).
+LOOP_VARIANTS = {"no_ce": ("no_ce", None), "drop_ce": ("drop_ce", DEFAULT_STRATEGY)}
+AUDIT_DETECTORS = ("self_influence", "gd", "gc", "if", "tracin", "gd_class", "gc_class",
+                   "if_class", "tracin_class", "euc", "cos", "dot", "margin", "mismatch",
+                   "model_based", "cleanlab")
+
+
+def strategy_plan(name: str) -> tuple[str, str | None]:
+    """Map a ``--strategies`` item to ``(loop variant, counter-example strategy)``."""
+    if name in LOOP_VARIANTS:
+        return LOOP_VARIANTS[name]
+    if name in STRATEGY_NAMES:
+        return "cincer", name
+    raise ValueError(f"unknown strategy {name!r}; choose from "
+                     f"{', '.join(sorted([*STRATEGY_NAMES, *LOOP_VARIANTS]))}")
+
+
+def _raise_first(checks) -> None:
+    for ok, message in checks:
+        if not ok:
+            raise ValueError(message)
+
+
+@dataclass
+class SimulationConfig:
+    dataset: str = "breast"
+    model: str = ModelSpec.kind
+    noise: float = 0.2
+    noise_type: str = "random"
+    strategies: list[str] = field(default_factory=lambda: [DEFAULT_STRATEGY])
+    threshold: float = DEFAULT_THRESHOLD
+    bootstrap: int = DEFAULT_BOOTSTRAP_SIZE
+    iterations: int = 100
+    seeds: list[int] = field(default_factory=lambda: [0])
+    retrain: str = RetrainPolicy.mode
+    protocol: str = "cleaning"
+    damping: float = COUNTEREXAMPLE_DAMPING
+    oracle_noise: float = 0.0
+    skip_confirmed: bool = True        # never show a human-confirmed example as counter-example
+    max_epochs: int = DEFAULT_MAX_EPOCHS
+    early_stop_accuracy: float | None = None    # None: the model kind's default (0.9, lr 0.7)
+    n_samples: int | None = None
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` with a readable message on any bad setting."""
+        _raise_first([
+            (self.dataset in DATASETS, f"unknown dataset {self.dataset!r}"),
+            (self.model in MODEL_KINDS, f"unknown model {self.model!r}"),
+            (self.noise_type in NOISE_TYPES, f"unknown noise type {self.noise_type!r}"),
+            (0.0 <= self.noise <= 1.0, "--noise must lie in [0, 1]"),
+            (self.retrain in RETRAIN_MODES, "--retrain must be scratch or warm"),
+            (self.protocol in PROTOCOLS, f"--protocol must be one of {', '.join(PROTOCOLS)}"),
+            (self.bootstrap > 0 and self.iterations >= 0, "--bootstrap must be > 0, --iterations >= 0"),
+            (0.0 <= self.oracle_noise < 1.0, "--oracle-noise must lie in [0, 1)"),
+            (bool(self.strategies) and bool(self.seeds), "give at least one strategy and one seed"),
+            (not (self.model == "cnn" and self.dataset != "digits"), "cnn needs image data (digits)"),
+        ])
+        for name in self.strategies:
+            strategy_plan(name)
+
+
+@dataclass
+class AuditConfig:
+    dataset: str = "digits"
+    model: str = ModelSpec.kind
+    noise: float = 0.2
+    noise_type: str = "random"
+    detectors: list[str] = field(default_factory=lambda: list(AUDIT_DETECTORS))
+    clean_size: int = 500
+    seeds: list[int] = field(default_factory=lambda: [0])
+    segments: int = 10
+    epochs_per_segment: int = 10
+    damping: float = 1e-3              # Hessian/Fisher damping of the detectors
+    min_per_class: int = 5
+    n_samples: int | None = None
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` with a readable message for any bad setting."""
+        unknown = [d for d in self.detectors if d not in DETECTOR_NAMES]
+        _raise_first([
+            (self.dataset in DATASETS,
+             f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}"),
+            (self.model in MODEL_KINDS,
+             f"unknown model {self.model!r}; choose one of {', '.join(MODEL_KINDS)}"),
+            (self.model != "cnn" or self.dataset == "digits",
+             "the cnn model needs image inputs: use --dataset digits"),
+            (self.noise_type in NOISE_TYPES,
+             f"unknown noise type {self.noise_type!r}; choose one of {', '.join(NOISE_TYPES)}"),
+            (0.0 < self.noise < 1.0,
+             "--noise must lie strictly between 0 and 1 (the metrics need planted errors)"),
+            (bool(self.detectors), "--detectors is empty"),
+            (not unknown, f"unknown detector(s) {', '.join(unknown)}; choose from "
+                          f"{', '.join(sorted(DETECTOR_NAMES))}"),
+            (len(set(self.detectors)) == len(self.detectors), "--detectors lists a detector twice"),
+            (self.clean_size >= 1, "--clean-size must be at least 1"),
+            (bool(self.seeds), "--seeds is empty"),
+            (self.segments >= 1 and self.epochs_per_segment >= 1,
+             "--segments and --epochs-per-segment must be positive"),
+            (self.damping > 0, "--damping must be positive"),
+        ])
+        if "cleanlab" in self.detectors:
+            from ..detectors import cleanlab_available
+            if not cleanlab_available():
+                raise ValueError("detector 'cleanlab' needs cleanlab: "
+                                 "pip install 'cincer-service[bench]'")

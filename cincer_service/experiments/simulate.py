@@ -1,0 +1,190 @@
+"""The CINCER paper's experiments on bundled data: one runner per protocol.
+
+Two protocols:
+
+* ``cleaning`` (paper Q1/Q3): noisy bootstrap set, a stream of incoming noisy examples,
+  a perfect (or noisy) oracle, retraining after every example; reports cleaned counts
+  and weighted F1 on the clean test split after every iteration.
+* ``ce-precision`` (paper Q2): noisy bootstrap set, clean stream, no retraining; every
+  disagreement gets a ranked list of counter-examples; reports Pr@5 / Pr@10.
+
+``simulate(config)`` runs every (seed, strategy) pair and returns the JSON document of
+``cincer-service simulate --json``.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from sklearn.metrics import f1_score
+from tqdm import tqdm
+
+from ..cleaning import NoisyOracle, PerfectOracle, cincer_step
+from ..counterexamples import NoCandidates, get_strategy
+from ..datasets import inject_noise, load_dataset
+from ..models import Classifier
+from ..state import ModelState
+from .config import SimulationConfig, strategy_plan
+from .stats import summarize_simulation
+
+
+@dataclass
+class RunResult:
+    strategy: str
+    seed: int
+    n_queries: int = 0
+    n_cleaned: int | None = None
+    n_cleaned_incoming: int | None = None
+    n_cleaned_counterexamples: int | None = None
+    f1: float | None = None
+    f1_trace: list[float] | None = None
+    cleaned_trace: list[int] | None = None
+    precision_at_5: float | None = None
+    precision_at_10: float | None = None
+    seconds_per_iteration: float | None = None
+    counterexample_ms: float | None = None
+
+
+def _weighted_f1(clf: Classifier, X, y) -> float:
+    return float(f1_score(y, clf.predict(X), average="weighted"))
+
+
+class Experiment:
+    """Data, noise and stream order for one seed, shared by every strategy."""
+
+    def __init__(self, config: SimulationConfig, seed: int):
+        self.config, self.seed = config, seed
+        self.data = load_dataset(config.dataset, seed=0, n_samples=config.n_samples)
+        self.noisy, self.corrupted = inject_noise(
+            self.data.y_train, self.data.n_classes, config.noise, config.noise_type, seed)
+        order = np.random.default_rng(seed).permutation(len(self.data.y_train))
+        need = config.bootstrap + config.iterations
+        if need > len(order):
+            raise ValueError(f"{config.dataset} has {len(order)} training examples; "
+                             f"bootstrap + iterations needs {need}")
+        self.bootstrap = order[:config.bootstrap]
+        self.stream = order[config.bootstrap:need]
+
+    def new_classifier(self) -> Classifier:
+        return Classifier(self.config.model, self.data.input_shape, self.data.n_classes,
+                          seed=self.seed, max_epochs=self.config.max_epochs,
+                          early_stop_accuracy=self.config.early_stop_accuracy)
+
+    def oracle(self):
+        truth = self.data.y_train
+        if self.config.oracle_noise > 0:
+            return NoisyOracle(truth, self.data.n_classes, self.config.oracle_noise, self.seed)
+        return PerfectOracle(truth)
+
+
+def run_cleaning(exp: Experiment, name: str, progress=None) -> RunResult:
+    """Protocol ``cleaning``: Algorithm 1 with retraining after every incoming example."""
+    cfg, data = exp.config, exp.data
+    variant, strategy_name = strategy_plan(name)
+    strategy = get_strategy(strategy_name) if strategy_name else None
+    oracle = exp.oracle()
+    known = list(exp.bootstrap)                     # indices into the training split
+    labels = {int(i): int(exp.noisy[i]) for i in known}
+    confirmed: set[int] = set()                    # labels a human has answered for
+    clf = exp.new_classifier()
+    clf.fit(data.X_train[known], [labels[i] for i in known], mode="scratch")
+    result = RunResult(name, exp.seed, n_cleaned=0, n_cleaned_incoming=0,
+                       n_cleaned_counterexamples=0, f1_trace=[], cleaned_trace=[])
+    iteration_seconds, ce_ms = [], []
+    for t in exp.stream:
+        t = int(t)
+        start = time.perf_counter()
+        y_known = np.array([labels[i] for i in known])
+        state = ModelState.build(clf, data.X_train[known], y_known, damping=cfg.damping)
+        ce_start = time.perf_counter()
+        exclude = np.array([i in confirmed for i in known]) if cfg.skip_confirmed else None
+        outcome = cincer_step(state, data.X_train[t], int(exp.noisy[t]), t, oracle, strategy,
+                              cfg.threshold, variant, known_index=np.asarray(known),
+                              exclude=exclude)
+        if outcome.counterexample is not None:
+            ce_ms.append((time.perf_counter() - ce_start) * 1e3)
+        if outcome.suspicious:
+            confirmed.add(t)
+            result.n_queries += 1
+            if exp.corrupted[t] and outcome.example_label == data.y_train[t]:
+                result.n_cleaned_incoming += 1
+        if outcome.counterexample is not None:
+            k = known[outcome.counterexample]
+            if outcome.dropped_counterexample:
+                known.remove(k)
+            elif outcome.counterexample_label is not None:
+                if labels[k] != data.y_train[k] and outcome.counterexample_label == data.y_train[k]:
+                    result.n_cleaned_counterexamples += 1
+                labels[k] = outcome.counterexample_label
+                confirmed.add(k)
+        known.append(t)
+        labels[t] = outcome.example_label
+        clf.fit(data.X_train[known], [labels[i] for i in known], mode=cfg.retrain)
+        iteration_seconds.append(time.perf_counter() - start)
+        result.cleaned_trace.append(result.n_cleaned_incoming + result.n_cleaned_counterexamples)
+        result.f1_trace.append(_weighted_f1(clf, data.X_test, data.y_test))
+        if progress is not None:
+            progress.update(1)
+    result.n_cleaned = result.n_cleaned_incoming + result.n_cleaned_counterexamples
+    result.f1 = result.f1_trace[-1] if result.f1_trace else _weighted_f1(clf, data.X_test, data.y_test)
+    result.seconds_per_iteration = float(np.median(iteration_seconds)) if iteration_seconds else None
+    result.counterexample_ms = float(np.median(ce_ms)) if ce_ms else None
+    return result
+
+
+def run_ce_precision(exp: Experiment, name: str, progress=None) -> RunResult:
+    """Protocol ``ce-precision``: Pr@5/Pr@10 of ranked counter-examples, no retraining."""
+    cfg, data = exp.config, exp.data
+    variant, strategy_name = strategy_plan(name)
+    result = RunResult(name, exp.seed)
+    if strategy_name is None:          # no_ce shows no counter-example: nothing to rank
+        if progress is not None:
+            progress.update(len(exp.stream))
+        return result
+    strategy = get_strategy(strategy_name)
+    known = exp.bootstrap
+    clf = exp.new_classifier()
+    clf.fit(data.X_train[known], exp.noisy[known], mode="scratch")
+    state = ModelState.build(clf, data.X_train[known], exp.noisy[known], damping=cfg.damping)
+    corrupted_known = exp.corrupted[known]
+    p5, p10, ce_ms = [], [], []
+    predictions = clf.predict(data.X_train[exp.stream])
+    for t, prediction in zip(exp.stream, predictions):
+        if progress is not None:
+            progress.update(1)
+        label = int(data.y_train[t])          # the stream is clean
+        if prediction == label:
+            continue
+        start = time.perf_counter()
+        try:
+            ranking = strategy.rank(state, data.X_train[t], label)
+        except NoCandidates:
+            continue
+        ce_ms.append((time.perf_counter() - start) * 1e3)
+        result.n_queries += 1
+        p5.append(float(corrupted_known[ranking.indices[:5]].mean()))
+        p10.append(float(corrupted_known[ranking.indices[:10]].mean()))
+    result.precision_at_5 = float(np.mean(p5)) if p5 else None
+    result.precision_at_10 = float(np.mean(p10)) if p10 else None
+    result.counterexample_ms = float(np.median(ce_ms)) if ce_ms else None
+    result.f1 = _weighted_f1(clf, data.X_test, data.y_test)
+    return result
+
+
+def simulate(config: SimulationConfig, show_progress: bool = True) -> dict:
+    """Run every (seed, strategy) pair; return the JSON document of ``simulate --json``."""
+    config.validate()
+    runner = run_cleaning if config.protocol == "cleaning" else run_ce_precision
+    total = len(config.seeds) * len(config.strategies) * config.iterations
+    runs = []
+    with tqdm(total=total, file=sys.stderr, disable=not show_progress,
+              desc=f"{config.dataset}/{config.model} {config.protocol}") as progress:
+        for seed in config.seeds:
+            exp = Experiment(config, seed)
+            for name in config.strategies:
+                progress.set_postfix(strategy=name, seed=seed)
+                runs.append(runner(exp, name, progress))
+    return {"config": asdict(config), "runs": [asdict(r) for r in runs],
+            "summary": summarize_simulation(runs)}
