@@ -58,16 +58,24 @@ def handle_service_error(error: ServiceError):
 
 
 def _flatten_messages(messages) -> dict:
-    """webargs nests messages by location (``{"json": {...}, "query": {...}}``); merge them."""
+    """One style for every error's details: flat dotted keys to lists of messages
+    (``{"items.3.label": ["..."]}``), as the service writes them. webargs nests messages
+    by location (``{"json": {...}}``) and marshmallow by field and list index."""
     if not isinstance(messages, dict):
-        return {"_schema": messages}
-    merged = {}
-    for location, fields in messages.items():
-        if isinstance(fields, dict):
-            merged.update(fields)
+        return {"_schema": messages if isinstance(messages, list) else [str(messages)]}
+    flat: dict = {}
+
+    def walk(prefix: str, value) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                walk(f"{prefix}.{key}" if prefix else str(key), inner)
         else:
-            merged[location] = fields
-    return merged
+            flat[prefix or "_schema"] = value if isinstance(value, list) else [str(value)]
+
+    for location, fields in messages.items():
+        walk("" if location in ("json", "query", "form", "querystring") else str(location),
+             fields)
+    return flat
 
 
 def handle_http_exception(error: HTTPException):

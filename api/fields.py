@@ -87,6 +87,29 @@ class Name(ma.fields.String):
         return check_text(value)
 
 
+class Label(ma.fields.Field):
+    """A class given by its name or its index (the service checks it against the project)."""
+
+    def __init__(self, **kwargs):
+        kwargs["metadata"] = {"oneOf": [{"type": "string"}, {"type": "integer", "minimum": 0}],
+                              **kwargs.get("metadata", {})}
+        super().__init__(**kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise ma.ValidationError("a class name or a class index")
+        if isinstance(value, int):
+            if not 0 <= value < 2**31:
+                raise ma.ValidationError("a class index must be in [0, 2^31)")
+            return value
+        if not value:
+            raise ma.ValidationError("a class name must not be empty")
+        return check_text(value)
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return value
+
+
 class Identifier(ma.fields.Field):
     """A caller's identifier: a string or an integer (kept as a string), at most 200 chars."""
 

@@ -21,6 +21,18 @@ DEFAULT_MAX_EPOCHS = 100
 DEFAULT_WARM_EPOCHS = 5
 DEFAULT_RETRAIN_EVERY = 10
 
+# The first model audits its own bootstrap set (never screened) with these detectors and
+# turns the top suspects into queries: a fifth of the bootstrap, at most 50.
+BOOTSTRAP_AUDIT_DETECTORS = ("margin", "self_influence")
+BOOTSTRAP_AUDIT_SHARE = 0.2
+BOOTSTRAP_AUDIT_MAX = 50
+
+
+def bootstrap_audit_size(bootstrap_size: int) -> int:
+    """How many bootstrap suspects become queries once the first model exists."""
+    return min(BOOTSTRAP_AUDIT_MAX, int(round(BOOTSTRAP_AUDIT_SHARE * bootstrap_size)))
+
+
 # Ranges accepted at the edge (the API schema reads them; the database never validates).
 LIMITS = {
     "name_length": 200,

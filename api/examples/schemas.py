@@ -7,15 +7,15 @@ from marshmallow import fields, validate, validates
 
 from cincer_service.service.context import EXAMPLE_STATUSES
 
-from ..fields import Identifier, Name, NumberArray, StrictInteger
+from ..fields import Identifier, Label, Name, NumberArray
 
 
 class ExampleInSchema(ma.Schema):
     external_id = Identifier(allow_none=True, metadata={"type": "string",
                                                         "description": "your id (≤ 200 chars)"})
     x = NumberArray(required=True)
-    label = StrictInteger(required=True, validate=validate.Range(min=0),
-                          metadata={"description": "class index 0..len(classes)-1"})
+    label = Label(required=True, metadata={
+        "description": "class name, or class index 0..len(classes)-1"})
     source = Name(allow_none=True)
 
 
@@ -36,6 +36,11 @@ class IngestSchema(ma.Schema):
 class IngestedSchema(ma.Schema):
     id = fields.Integer()
     status = fields.String()
+    outcome = fields.String(metadata={
+        "enum": ["created", "replayed", "updated"],
+        "description": "created; replayed (this external_id was stored with the same input "
+                       "and label: nothing changed); updated (same input, new label: a "
+                       "label change in the history, why ingest_update)"})
 
 
 class IngestResultSchema(ma.Schema):
@@ -67,7 +72,9 @@ class ExampleSchema(ma.Schema):
     source = fields.String(allow_none=True)
     x = fields.Raw(metadata={"type": "array", "items": {}})
     label = fields.Integer()
+    label_name = fields.String()
     original_label = fields.Integer()
+    original_label_name = fields.String()
     status = fields.String(metadata={"enum": list(EXAMPLE_STATUSES)})
     confirmed = fields.Boolean()
     created_at = fields.DateTime()
@@ -83,9 +90,12 @@ class LabelEventSchema(ma.Schema):
     at = fields.DateTime()
     actor = fields.String()
     old_label = fields.Integer(allow_none=True)
+    old_label_name = fields.String(allow_none=True)
     new_label = fields.Integer()
-    why = fields.String(metadata={"enum": ["ingest", "answer_example",
-                                           "answer_counterexample"]})
+    new_label_name = fields.String()
+    why = fields.String(metadata={"description": "ingest, ingest_update, answer_example, "
+                                                 "answer_counterexample, correction, ..."})
+    reason = fields.String(allow_none=True)
     query_id = fields.Integer(allow_none=True)
 
 

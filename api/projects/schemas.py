@@ -81,6 +81,8 @@ class ProjectSchema(ma.Schema):
     retrain = fields.Dict()
     created_at = fields.DateTime()
     model_version = fields.Integer(allow_none=True)
+    state = fields.String(metadata={"enum": ["collecting_bootstrap", "training_first_model",
+                                             "ready"]})
 
 
 class ProjectListSchema(ma.Schema):
@@ -110,7 +112,14 @@ class StatsSchema(ma.Schema):
                                                       "from the original"})
     relabelled = fields.Integer()
     model_version = fields.Integer(allow_none=True)
+    state = fields.String(metadata={"description": "collecting_bootstrap (the first model "
+                                                   "waits for bootstrap_size examples of two "
+                                                   "classes), training_first_model or ready"})
+    bootstrap = fields.Dict(metadata={"description": "{have, need, classes, ready}"})
     retrain_wanted = fields.Boolean()
+    failing_jobs = fields.List(fields.Dict(), metadata={
+        "description": "jobs backing off after failures: job, arg, failures, last_error, "
+                       "retry_at"})
 
 
 class ExportArgsSchema(ma.Schema):

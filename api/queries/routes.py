@@ -9,7 +9,8 @@ from cincer_service.service import queries
 
 from ..extensions import get_context
 from ..fields import Blueprint
-from .schemas import AnswerInSchema, QuerySchema
+from .schemas import (AnswerInSchema, CorrectionInSchema, QueryListArgsSchema, QueryPageSchema,
+                      QuerySchema)
 
 blp = Blueprint("queries", __name__, url_prefix="/projects/<int:pid>/queries",
                 description="Suspicious examples with their counter-examples, for annotators.")
@@ -42,6 +43,41 @@ def get_query(pid, qid):
 @blp.alt_response(409, schema=ErrorSchema, description="the lease was lost, or the query "
                                                       "was answered differently")
 def answer_query(body, pid, qid):
-    """Answer a leased query; replaying the same answer returns the stored result."""
+    """Answer a leased query (labels by class name or index); replaying the same answer
+    returns the stored result."""
     return queries.answer_query(get_context(), pid, qid, body["example_label"],
-                                body["counterexample_label"], current_principal())
+                                body["counterexample_label"], current_principal(),
+                                body["counterexample_not_sure"])
+
+
+@blp.route("/<int:qid>/release", methods=["POST"])
+@requires("annotator")
+@blp.response(200, QuerySchema)
+@blp.alt_response(409, schema=ErrorSchema, description="another annotator holds the query, "
+                                                      "or it is answered")
+def release_query(pid, qid):
+    """Give a leased query back (skip it): it is open for the next annotator at once."""
+    return queries.release_query(get_context(), pid, qid, current_principal())
+
+
+@blp.route("/<int:qid>/correct", methods=["POST"])
+@requires("annotator")
+@blp.arguments(CorrectionInSchema)
+@blp.response(200, QuerySchema)
+@blp.alt_response(409, schema=ErrorSchema, description="the query is not answered yet")
+def correct_answer(body, pid, qid):
+    """Correct your answer to a query; the change goes into the label history with the
+    reason."""
+    return queries.correct_answer(get_context(), pid, qid, body["example_label"],
+                                  body["counterexample_label"], body["reason"],
+                                  current_principal(), body["counterexample_not_sure"])
+
+
+@blp.route("", methods=["GET"])
+@requires()
+@blp.arguments(QueryListArgsSchema, location="query")
+@blp.response(200, QueryPageSchema)
+def list_queries(args, pid):
+    """One page of the project's queries, optionally by status."""
+    return queries.list_queries(get_context(), pid, status=args.get("status"),
+                                offset=args["offset"], limit=args["limit"])

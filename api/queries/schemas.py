@@ -4,21 +4,26 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from ..fields import StrictInteger
+from ..fields import Label, Name
 
 
 class QuerySideSchema(ma.Schema):
     id = fields.Integer()
     external_id = fields.String(allow_none=True)
     x = fields.Raw(metadata={"type": "array", "items": {}})
-    label = fields.Integer(metadata={"description": "the current label"})
+    label = fields.Integer(metadata={"description": "the current label (class index)"})
+    label_name = fields.String()
     prediction = fields.Integer(allow_none=True)
+    prediction_name = fields.String(allow_none=True)
     probabilities = fields.List(fields.Float(), allow_none=True)
 
 
 class AnswerSchema(ma.Schema):
     example_label = fields.Integer()
+    example_label_name = fields.String()
     counterexample_label = fields.Integer(allow_none=True)
+    counterexample_label_name = fields.String(allow_none=True)
+    counterexample_not_sure = fields.Boolean()
     annotator = fields.String()
     answered_at = fields.DateTime()
 
@@ -39,9 +44,26 @@ class QuerySchema(ma.Schema):
 
 
 class AnswerInSchema(ma.Schema):
-    example_label = StrictInteger(required=True, validate=validate.Range(min=0),
-                                  metadata={"description": "the true label of the example"})
-    counterexample_label = StrictInteger(
-        allow_none=True, load_default=None, validate=validate.Range(min=0),
-        metadata={"description": "the true label of the counter-example (omit when the "
-                                 "query has none)"})
+    example_label = Label(required=True, metadata={
+        "description": "the true label of the example: class name or index"})
+    counterexample_label = Label(allow_none=True, load_default=None, metadata={
+        "description": "the true label of the counter-example (required when the query has "
+                       "one, unless counterexample_not_sure)"})
+    counterexample_not_sure = fields.Boolean(load_default=False, metadata={
+        "description": "the annotator cannot tell the counter-example's label"})
+
+
+class CorrectionInSchema(AnswerInSchema):
+    reason = Name(required=True, metadata={"description": "why the answer is corrected"})
+
+
+class QueryListArgsSchema(ma.Schema):
+    status = fields.String(validate=validate.OneOf(["computing", "open", "leased",
+                                                    "answered"]))
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=2**53))
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
+
+
+class QueryPageSchema(ma.Schema):
+    items = fields.List(fields.Nested(QuerySchema))
+    total = fields.Integer()

@@ -2,19 +2,20 @@
 
 The detectors and the way their ranks combine live in the core
 (``cincer_service.detectors.find_issues``, shared with the ``audit`` command); this module
-only claims the audit row, loads the rows, calls it and stores the report.
+only claims the audit row (a lease its worker renews), loads the rows, calls it and stores
+the report. The first model of a project audits its bootstrap set automatically
+(``auto_enqueue``): those suspects become queries with origin ``bootstrap``.
 """
 from __future__ import annotations
 
-from datetime import timedelta
-
 import numpy as np
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import select, update
 
 from ..catalog import DETECTOR_NAMES
 from .context import (TRAINING, ServiceContext, audit_row, latest_version, project_row)
 from .errors import BadInput, Conflict
-from .store import Audit, Example, Query, utcnow
+from .leases import RowLease
+from .store import Audit, Example, Query
 
 
 def audit_view(a: Audit) -> dict:
@@ -54,36 +55,32 @@ def get_audit(ctx: ServiceContext, pid: int, aid: int) -> dict:
 
 
 def run_audit(ctx: ServiceContext, aid: int, progress=None) -> str | None:
-    """Run a queued audit (job ``audit``); ``None`` when another worker holds it."""
+    """Run a queued audit (job ``audit``); ``None`` when another worker holds its lease.
+    An automatic audit (the first model's bootstrap set) then queues its top suspects."""
     from ..detectors import TrustedSet, find_issues
     from ..state import ModelState
-    now = utcnow()
-    with ctx.store.session() as s:
-        claimed = s.execute(update(Audit).where(Audit.id == aid, or_(
-            Audit.status == "queued", and_(Audit.status == "running", Audit.lease_until < now)))
-            .values(status="running", lease_until=now + timedelta(
-                seconds=ctx.settings.retrain_lease_seconds))
-            .execution_options(synchronize_session=False))
-        if claimed.rowcount != 1:
-            return None
-        audit = s.get(Audit, aid)
-        project = project_row(s, audit.project_id)
-        rows = s.execute(select(Example.id, Example.x, Example.label, Example.confirmed)
-                         .where(Example.project_id == project.id,
-                                Example.status.in_(TRAINING))
-                         .order_by(Example.id)).all()
-        detectors, top_k = list(audit.detectors), audit.top_k
-        classifier = ctx.models.classifier(project, latest_version(s, project.id))
-    shape = tuple(project.input_shape)
-
-    def report_progress(done, total, message=""):
-        fraction = float(done) / max(float(total), 1e-12)
-        with ctx.store.session() as s:
-            s.execute(update(Audit).where(Audit.id == aid).values(progress=fraction))
-        if progress is not None:
-            progress(fraction, 1.0, message)
-
+    lease = RowLease(ctx.store, Audit, aid, ctx.settings.retrain_lease_seconds)
+    if not lease.claim(Audit.status.in_(("queued", "running")), status="running"):
+        return None
     try:
+        with ctx.store.session() as s:
+            audit = s.get(Audit, aid)
+            project = project_row(s, audit.project_id)
+            rows = s.execute(select(Example.id, Example.x, Example.label, Example.confirmed)
+                             .where(Example.project_id == project.id,
+                                    Example.status.in_(TRAINING))
+                             .order_by(Example.id)).all()
+            detectors, top_k, auto = list(audit.detectors), audit.top_k, audit.auto_enqueue
+            classifier = ctx.models.classifier(project, latest_version(s, project.id))
+        shape = tuple(project.input_shape)
+
+        def report_progress(done, total, message=""):
+            fraction = float(done) / max(float(total), 1e-12)
+            with ctx.store.session() as s:
+                s.execute(update(Audit).where(Audit.id == aid).values(progress=fraction))
+            if progress is not None:
+                progress(fraction, 1.0, message)
+
         ids = np.array([r[0] for r in rows], dtype=np.int64)
         X = np.stack([np.frombuffer(r[1], np.float32).reshape(shape) for r in rows])
         y = np.array([r[2] for r in rows], dtype=np.int64)
@@ -93,17 +90,25 @@ def run_audit(ctx: ServiceContext, aid: int, progress=None) -> str | None:
         report = find_issues(state, detectors, trusted=trusted, inputs=X, top_k=top_k,
                              progress=report_progress)
         with ctx.store.session() as s:
-            s.execute(update(Audit).where(Audit.id == aid).values(
-                status="done", progress=1.0, result=report.to_dict(ids), lease_until=None))
+            s.execute(update(Audit).where(lease.held_by_me()).values(
+                status="done", progress=1.0, result=report.to_dict(ids),
+                **lease.release_values()))
     except Exception as exc:
+        lease.stop()
         with ctx.store.session() as s:
-            s.execute(update(Audit).where(Audit.id == aid).values(
-                status="failed", error=f"{type(exc).__name__}: {exc}", lease_until=None))
+            s.execute(update(Audit).where(lease.held_by_me()).values(
+                status="failed", error=f"{type(exc).__name__}: {exc}",
+                **lease.release_values()))
         raise
+    finally:
+        lease.stop()
+    if auto:
+        enqueue_audit(ctx, project.id, aid, origin="bootstrap")
     return "done"
 
 
-def enqueue_audit(ctx: ServiceContext, pid: int, aid: int, top_k: int | None = None) -> dict:
+def enqueue_audit(ctx: ServiceContext, pid: int, aid: int, top_k: int | None = None,
+                  origin: str = "audit") -> dict:
     """Turn a finished audit's top suspects into review queries (each then gets a
     counter-example); suspects already confirmed or under review are skipped."""
     from ..cleaning import margin            # TensorFlow: only where models run
@@ -125,7 +130,7 @@ def enqueue_audit(ctx: ServiceContext, pid: int, aid: int, top_k: int | None = N
             p = clf.predict_proba(example.features(project.input_shape)[None])[0]
             prediction, mu = margin(p, example.label)
             q = Query(project_id=pid, example_id=example.id, model_version=version.version,
-                      strategy=project.strategy, origin="audit", status="computing",
+                      strategy=project.strategy, origin=origin, status="computing",
                       margin=mu, prediction=prediction, probabilities=[float(a) for a in p])
             s.add(q)
             s.flush()

@@ -1,84 +1,138 @@
-"""Examples: ingest a batch, list a page, read one with its label history.
+"""Examples: ingest a batch (idempotent by ``external_id``), list a page, read one with its
+label history.
 
-Until ``bootstrap_size`` examples exist, ingested examples form the initial training set
+Until the bootstrap set is complete, ingested examples form the initial training set
 (status ``accepted``); later ones wait (``pending``) for the ``screen`` job.
 """
 from __future__ import annotations
 
 import numpy as np
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 
-from .context import ServiceContext, example_row, project_row
-from .errors import BadInput
+from .context import TRAINING, ServiceContext, example_row, project_row
+from .errors import BadInput, Conflict
+from .projects import label_error, label_index, label_name
 from .store import Example, LabelEvent, Project, utcnow
 
 
-def example_view(e: Example, shape) -> dict:
-    """The example as the API shows it."""
+def example_view(e: Example, project: Project) -> dict:
+    """The example as the API shows it, labels with their class names."""
     return {"id": e.id, "external_id": e.external_id, "source": e.source,
-            "x": e.features(shape).tolist(), "label": e.label,
-            "original_label": e.original_label, "status": e.status, "confirmed": e.confirmed,
-            "created_at": e.created_at, "updated_at": e.updated_at}
+            "x": e.features(project.input_shape).tolist(), "label": e.label,
+            "label_name": label_name(project.classes, e.label),
+            "original_label": e.original_label,
+            "original_label_name": label_name(project.classes, e.original_label),
+            "status": e.status, "confirmed": e.confirmed, "created_at": e.created_at,
+            "updated_at": e.updated_at}
 
 
-def event_view(ev: LabelEvent) -> dict:
+def event_view(ev: LabelEvent, classes) -> dict:
     """One label-history entry."""
     return {"at": ev.at, "actor": ev.actor, "old_label": ev.old_label,
-            "new_label": ev.new_label, "why": ev.why, "query_id": ev.query_id}
+            "old_label_name": label_name(classes, ev.old_label), "new_label": ev.new_label,
+            "new_label_name": label_name(classes, ev.new_label), "why": ev.why,
+            "reason": ev.reason, "query_id": ev.query_id}
 
 
 def ingest(ctx: ServiceContext, pid: int, items: list, actor: str = "ingest") -> list[dict]:
-    """Store a batch (all or nothing) and return ``[{id, status}]``; submits screening."""
+    """Store a batch (all or nothing) and return ``[{id, status, outcome}]``.
+
+    Idempotent by ``external_id`` (unique per project): an item already stored with the same
+    input and label is a replay (``outcome: replayed``, nothing stored); the same input with
+    another label is a label change recorded in the history as ``ingest_update``
+    (``outcome: updated``); another input under a stored ``external_id`` is a ``Conflict``.
+    Until the bootstrap set is complete (``bootstrap_size`` examples of at least two
+    classes) new examples join the training set; later ones wait for screening."""
     if not isinstance(items, list) or not items:
         raise BadInput("the batch is empty", {"items": ["at least one item"]})
     if len(items) > ctx.settings.max_batch:
         raise BadInput(f"the batch has {len(items)} items, the limit is "
                        f"{ctx.settings.max_batch}", {"items": ["too many items"]})
+    try:
+        return _ingest(ctx, pid, items, actor)
+    except IntegrityError:
+        # A concurrent request stored some of these external ids first: now they replay.
+        return _ingest(ctx, pid, items, actor)
+
+
+def _ingest(ctx: ServiceContext, pid: int, items: list, actor: str) -> list[dict]:
     with ctx.store.session() as s:
         project = project_row(s, pid, lock=True)
         rows = validate_items(project, items)
-        have = s.scalar(select(func.count(Example.id)).where(Example.project_id == pid))
-        bootstrapping = project.trained_generation < 0 and project.wanted_generation == 0
-        examples, now = [], utcnow()
+        known = {e.external_id: e for e in s.scalars(select(Example).where(
+            Example.project_id == pid,
+            Example.external_id.in_([r["external_id"] for r in rows if r["external_id"]])))}
+        clashes = [r["external_id"] for r in rows
+                   if r["external_id"] in known and known[r["external_id"]].x != r["x"]]
+        if clashes:
+            raise Conflict("these external ids are stored with a different input; nothing "
+                           "was stored", {"external_ids": clashes[:50]})
+        bootstrapping = project.wanted_generation < 0 and project.trained_generation < 0
+        have, labels = 0, set()
+        if bootstrapping:
+            have = s.scalar(select(func.count(Example.id)).where(
+                Example.project_id == pid, Example.status.in_(TRAINING)))
+            labels = set(s.scalars(select(Example.label).where(
+                Example.project_id == pid, Example.status.in_(TRAINING)).distinct()))
+        now, results, training_changed = utcnow(), [], False
         for row in rows:
-            status = "accepted" if bootstrapping and have < project.bootstrap_size else "pending"
-            have += 1
-            examples.append(Example(project_id=pid, status=status, created_at=now,
-                                    updated_at=now, **row))
-        s.add_all(examples)
-        s.flush()
-        s.add_all([LabelEvent(example_id=e.id, old_label=None, new_label=e.label,
-                              why="ingest", actor=actor, at=now) for e in examples])
-        changes = {}
-        if any(e.status == "accepted" for e in examples):
-            changes["generation"] = Project.generation + 1
-        bootstrap_done = bootstrapping and have >= project.bootstrap_size
+            old = known.get(row["external_id"])
+            if old is None:
+                ready = have >= project.bootstrap_size and len(labels) >= 2
+                status = "accepted" if bootstrapping and not ready else "pending"
+                if status == "accepted":
+                    have, training_changed = have + 1, True
+                    labels.add(row["label"])
+                example = Example(project_id=pid, status=status, created_at=now,
+                                  updated_at=now, **row)
+                s.add(example)
+                s.flush()
+                s.add(LabelEvent(example_id=example.id, old_label=None,
+                                 new_label=example.label, why="ingest", actor=actor, at=now))
+                results.append({"id": example.id, "status": status, "outcome": "created"})
+            elif old.label == row["label"]:
+                results.append({"id": old.id, "status": old.status, "outcome": "replayed"})
+            else:
+                s.add(LabelEvent(example_id=old.id, old_label=old.label,
+                                 new_label=row["label"], why="ingest_update", actor=actor,
+                                 at=now))
+                old.label, old.updated_at = row["label"], now
+                training_changed |= old.status in TRAINING
+                results.append({"id": old.id, "status": old.status, "outcome": "updated"})
+        changes = {"generation": Project.generation + 1} if training_changed else {}
+        bootstrap_done = bootstrapping and have >= project.bootstrap_size and len(labels) >= 2
         if bootstrap_done:
-            changes["wanted_generation"] = Project.generation + (1 if changes else 0)
+            changes["wanted_generation"] = Project.generation + (1 if training_changed else 0)
         if changes:
             s.execute(update(Project).where(Project.id == pid).values(**changes))
-        result = [{"id": e.id, "status": e.status} for e in examples]
-        pending = any(e.status == "pending" for e in examples)
+        pending = any(r["status"] == "pending" and r["outcome"] == "created" for r in results)
     if bootstrap_done:
         ctx.submit("retrain", pid)
     if pending:
         ctx.submit("screen", pid)
-    return result
+    return results
 
 
 def validate_items(project: Project, items: list) -> list[dict]:
-    """Check each item against the project's input shape and classes; ``BadInput`` listing
-    every bad field, or the rows to store."""
-    shape, n_classes = tuple(project.input_shape), len(project.classes)
-    errors, rows = {}, []
+    """Check each item against the project's input shape and classes (a label is a class
+    name or index); ``BadInput`` listing every bad field, or the rows to store."""
+    shape, classes = tuple(project.input_shape), project.classes
+    errors, rows, seen = {}, [], set()
     for i, item in enumerate(items):
         where = f"items.{i}"
         if not isinstance(item, dict):
             errors[where] = ["an object with x and label"]
             continue
-        label = item.get("label")
-        if not isinstance(label, int) or isinstance(label, bool) or not 0 <= label < n_classes:
-            errors[f"{where}.label"] = [f"an integer class index in [0, {n_classes})"]
+        label = label_index(classes, item.get("label"))
+        if label is None:
+            errors[f"{where}.label"] = [label_error(classes)]
+        external_id = item.get("external_id")
+        external_id = None if external_id is None else str(external_id)[:200]
+        if external_id is not None:
+            if external_id in seen:
+                errors[f"{where}.external_id"] = ["appears twice in this batch"]
+            seen.add(external_id)
         try:
             x = np.asarray(item.get("x"), dtype=np.float32)
         except (TypeError, ValueError):
@@ -91,10 +145,10 @@ def validate_items(project: Project, items: list) -> list[dict]:
         if not np.isfinite(x).all():
             errors[f"{where}.x"] = ["NaN or infinite values"]
             continue
-        if where + ".label" in errors:
+        if label is None:
             continue
-        external_id, source = item.get("external_id"), item.get("source")
-        rows.append({"external_id": None if external_id is None else str(external_id)[:200],
+        source = item.get("source")
+        rows.append({"external_id": external_id,
                      "source": None if source is None else str(source)[:200],
                      "x": np.ascontiguousarray(x).tobytes(), "label": label,
                      "original_label": label})
@@ -116,7 +170,7 @@ def list_examples(ctx: ServiceContext, pid: int, status: str | None = None,
         total = s.scalar(select(func.count(Example.id)).where(*where))
         rows = s.scalars(select(Example).where(*where).order_by(Example.id)
                          .offset(offset).limit(limit))
-        return {"items": [example_view(e, project.input_shape) for e in rows], "total": total}
+        return {"items": [example_view(e, project) for e in rows], "total": total}
 
 
 def get_example(ctx: ServiceContext, pid: int, eid: int) -> dict:
@@ -126,5 +180,5 @@ def get_example(ctx: ServiceContext, pid: int, eid: int) -> dict:
         example = example_row(s, pid, eid)
         events = s.scalars(select(LabelEvent).where(LabelEvent.example_id == eid)
                            .order_by(LabelEvent.id))
-        return {**example_view(example, project.input_shape),
-                "history": [event_view(ev) for ev in events]}
+        return {**example_view(example, project),
+                "history": [event_view(ev, project.classes) for ev in events]}

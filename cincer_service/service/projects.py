@@ -9,7 +9,35 @@ from sqlalchemy import select
 
 from ..spec import ProjectSpec
 from .context import ServiceContext, latest_version_number, project_row
+from .training import lifecycle
 from .store import Project
+
+
+def label_index(classes, value) -> int | None:
+    """The class index a caller meant: an index ``0..len(classes)-1`` or a class name;
+    ``None`` when it is neither."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if 0 <= value < len(classes) else None
+    if isinstance(value, str):
+        try:
+            return list(classes).index(value)
+        except ValueError:
+            return None
+    return None
+
+
+def label_error(classes) -> str:
+    """What a valid label looks like, for error messages."""
+    shown = ", ".join(repr(c) for c in list(classes)[:10])
+    more = ", ..." if len(classes) > 10 else ""
+    return f"a class name ({shown}{more}) or an index in [0, {len(classes)})"
+
+
+def label_name(classes, index: int | None) -> str | None:
+    """The class name of ``index`` (``None`` stays ``None``)."""
+    return None if index is None else classes[index]
 
 
 def project_view(p: Project, model_version: int | None) -> dict:
@@ -18,7 +46,8 @@ def project_view(p: Project, model_version: int | None) -> dict:
             "input_shape": list(p.input_shape), "model": dict(p.model),
             "threshold": p.threshold, "strategy": p.strategy, "damping": p.damping,
             "bootstrap_size": p.bootstrap_size, "retrain": dict(p.retrain),
-            "created_at": p.created_at, "model_version": model_version}
+            "created_at": p.created_at, "model_version": model_version,
+            "state": lifecycle(p)}
 
 
 def create_project(ctx: ServiceContext, spec: ProjectSpec, demo: bool = False) -> dict:

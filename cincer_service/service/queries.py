@@ -13,32 +13,42 @@ import time
 from datetime import timedelta
 
 import numpy as np
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 
 from .access import Principal
 from .context import ServiceContext, latest_version, project_row, query_row
-from .errors import BadInput, Conflict
+from .errors import BadInput, Conflict, Forbidden
+from .projects import label_error, label_index, label_name
 from .store import Example, LabelEvent, ModelVersion, Project, Query, utcnow
 
 log = logging.getLogger(__name__)
 
 
 def query_view(s, q: Query, project: Project) -> dict:
-    """The query as the API shows it, both sides with their current labels."""
+    """The query as the API shows it, both sides with their current labels and class
+    names."""
+    classes = project.classes
+
     def side(example_id, probabilities):
         if example_id is None:
             return None
         e = s.get(Example, example_id)
         probs = list(probabilities) if probabilities is not None else None
+        prediction = int(np.argmax(probs)) if probs else None
         return {"id": e.id, "external_id": e.external_id,
                 "x": e.features(project.input_shape).tolist(), "label": e.label,
-                "prediction": int(np.argmax(probs)) if probs else None,
-                "probabilities": probs}
+                "label_name": label_name(classes, e.label), "prediction": prediction,
+                "prediction_name": label_name(classes, prediction), "probabilities": probs}
 
     answer = None
     if q.status == "answered":
         answer = {"example_label": q.answer_example_label,
+                  "example_label_name": label_name(classes, q.answer_example_label),
                   "counterexample_label": q.answer_counterexample_label,
+                  "counterexample_label_name": label_name(classes,
+                                                          q.answer_counterexample_label),
+                  "counterexample_not_sure": (q.counterexample_id is not None
+                                              and q.answer_counterexample_label is None),
                   "annotator": q.answered_by, "answered_at": q.answered_at}
     return {"id": q.id, "status": q.status, "origin": q.origin,
             "example": side(q.example_id, q.probabilities),
@@ -161,59 +171,149 @@ def get_query(ctx: ServiceContext, pid: int, qid: int) -> dict:
         return query_view(s, query_row(s, pid, qid), project_row(s, pid))
 
 
-def answer_query(ctx: ServiceContext, pid: int, qid: int, example_label: int,
-                 counterexample_label: int | None, principal: Principal) -> dict:
+def answer_query(ctx: ServiceContext, pid: int, qid: int, example_label,
+                 counterexample_label, principal: Principal,
+                 counterexample_not_sure: bool = False) -> dict:
     """Apply an annotator's answer: relabel the example and/or the counter-example.
 
-    Replaying the same answer returns the stored result; an answer on a lost lease or a
+    Labels are class names or indices. When the query has a counter-example, its label is
+    required unless the annotator says ``counterexample_not_sure``. Replaying the same
+    answer (also concurrently) returns the stored result; an answer on a lost lease or a
     different answer to an answered query is a ``Conflict``."""
     with ctx.store.session() as s:
         project = project_row(s, pid)
         q = query_row(s, pid, qid)
-        check_answer(project, q, example_label, counterexample_label)
+        example_label, counterexample_label = check_answer(
+            project, q, example_label, counterexample_label, counterexample_not_sure)
+        if q.status != "answered":
+            now = utcnow()
+            claimed = s.execute(update(Query).where(
+                Query.id == qid, Query.status == "leased",
+                Query.lease_holder == principal.token_id, Query.lease_expires_at >= now)
+                .values(status="answered", answer_example_label=example_label,
+                        answer_counterexample_label=counterexample_label,
+                        answered_by=principal.name, answered_at=now)
+                .execution_options(synchronize_session=False))
+            if claimed.rowcount == 1:
+                relabel(s, q.example_id, example_label, "answer_example", principal.name, qid,
+                        now)
+                if counterexample_label is not None:
+                    relabel(s, q.counterexample_id, counterexample_label,
+                            "answer_counterexample", principal.name, qid, now)
+                retrain = count_answer(s, project)
+                result = query_view(s, s.get(Query, qid, populate_existing=True), project)
+                s.commit()
+                if retrain:
+                    ctx.submit("retrain", pid)
+                return result
+            q = s.get(Query, qid, populate_existing=True)   # someone else changed it
         if q.status == "answered":
             if (q.answer_example_label == example_label
                     and q.answer_counterexample_label == counterexample_label):
                 return query_view(s, q, project)
             raise Conflict("this query was already answered differently",
                            {"query_id": qid, "status": q.status})
-        now = utcnow()
-        claimed = s.execute(update(Query).where(
-            Query.id == qid, Query.status == "leased",
-            Query.lease_holder == principal.token_id, Query.lease_expires_at >= now)
-            .values(status="answered", answer_example_label=example_label,
-                    answer_counterexample_label=counterexample_label,
-                    answered_by=principal.name, answered_at=now)
+        raise Conflict("you do not hold a lease on this query (it expired, was taken by "
+                       "another annotator, or was never leased)",
+                       {"query_id": qid, "status": q.status})
+
+
+def release_query(ctx: ServiceContext, pid: int, qid: int, principal: Principal) -> dict:
+    """Give a leased query back (an annotator skips it); it is open again at once.
+    Releasing a query that is already open is a no-op; one held by someone else or
+    answered is a ``Conflict``."""
+    with ctx.store.session() as s:
+        project = project_row(s, pid)
+        query_row(s, pid, qid)
+        s.execute(update(Query).where(
+            Query.id == qid, Query.status == "leased", Query.lease_holder == principal.token_id)
+            .values(status="open", lease_holder=None, lease_expires_at=None)
             .execution_options(synchronize_session=False))
-        if claimed.rowcount != 1:
-            raise Conflict("you do not hold a lease on this query (it expired, was taken by "
-                           "another annotator, or was never leased)",
+        q = s.get(Query, qid, populate_existing=True)
+        if q.status == "leased" and q.lease_expires_at >= utcnow():
+            raise Conflict("another annotator holds this query", {"query_id": qid})
+        if q.status not in ("open", "leased"):
+            raise Conflict(f"this query is {q.status}; only a leased query can be released",
                            {"query_id": qid, "status": q.status})
-        relabel(s, q.example_id, example_label, "answer_example", principal.name, qid, now)
-        if counterexample_label is not None:
-            relabel(s, q.counterexample_id, counterexample_label, "answer_counterexample",
-                    principal.name, qid, now)
-        retrain = count_answer(s, project)
-        result = query_view(s, s.get(Query, qid, populate_existing=True), project)
+        return query_view(s, q, project)
+
+
+def correct_answer(ctx: ServiceContext, pid: int, qid: int, example_label,
+                   counterexample_label, reason: str, principal: Principal,
+                   counterexample_not_sure: bool = False) -> dict:
+    """Correct an answered query (its annotator, or an admin): the new labels go into the
+    label history as ``correction`` with ``reason``; the query keeps the corrected answer."""
+    with ctx.store.session() as s:
+        project = project_row(s, pid)
+        q = query_row(s, pid, qid)
+        if q.status != "answered":
+            raise Conflict("only an answered query can be corrected",
+                           {"query_id": qid, "status": q.status})
+        if q.lease_holder != principal.token_id and principal.role != "admin":
+            raise Forbidden("only the annotator who answered (or an admin) may correct it")
+        example_label, counterexample_label = check_answer(
+            project, q, example_label, counterexample_label, counterexample_not_sure)
+        now, changed = utcnow(), False
+        for eid, label in ((q.example_id, example_label),
+                           (q.counterexample_id, counterexample_label)):
+            if label is not None and s.get(Example, eid).label != label:
+                relabel(s, eid, label, "correction", principal.name, qid, now, reason)
+                changed = True
+        q.answer_example_label, q.answer_counterexample_label = example_label, \
+            counterexample_label
+        retrain = count_answer(s, project) if changed else False
+        result = query_view(s, q, project)
     if retrain:
         ctx.submit("retrain", pid)
     return result
 
 
-def check_answer(project: Project, q: Query, example_label, counterexample_label) -> None:
-    """``BadInput`` unless both labels are class indices of the project (and the query has a
-    counter-example when one is labelled)."""
-    n_classes, errors = len(project.classes), {}
-    for key, value in (("example_label", example_label),
-                       ("counterexample_label", counterexample_label)):
-        if value is None and key == "counterexample_label":
-            continue
-        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < n_classes:
-            errors[key] = [f"an integer class index in [0, {n_classes})"]
-    if counterexample_label is not None and q.counterexample_id is None:
-        errors["counterexample_label"] = ["this query has no counter-example"]
+def list_queries(ctx: ServiceContext, pid: int, status: str | None = None, offset: int = 0,
+                 limit: int = 50) -> dict:
+    """One page ``{items, total}`` of the project's queries, optionally by status (an
+    expired lease counts as ``open``)."""
+    now = utcnow()
+    with ctx.store.session() as s:
+        project = project_row(s, pid)
+        where = [Query.project_id == pid]
+        if status == "open":
+            where.append(or_(Query.status == "open", and_(Query.status == "leased",
+                                                          Query.lease_expires_at < now)))
+        elif status == "leased":
+            where += [Query.status == "leased", Query.lease_expires_at >= now]
+        elif status:
+            where.append(Query.status == status)
+        total = s.scalar(select(func.count(Query.id)).where(*where))
+        rows = s.scalars(select(Query).where(*where).order_by(Query.id).offset(offset)
+                         .limit(limit))
+        return {"items": [query_view(s, q, project) for q in rows], "total": total}
+
+
+def check_answer(project: Project, q: Query, example_label, counterexample_label,
+                 counterexample_not_sure: bool = False) -> tuple[int, int | None]:
+    """The answer's labels as class indices; ``BadInput`` unless both are class names or
+    indices of the project, and the counter-example is labelled (or explicitly not sure)
+    exactly when the query has one."""
+    classes, errors = project.classes, {}
+    example = label_index(classes, example_label)
+    if example is None:
+        errors["example_label"] = [label_error(classes)]
+    counter = None
+    if counterexample_label is not None:
+        counter = label_index(classes, counterexample_label)
+        if q.counterexample_id is None:
+            errors["counterexample_label"] = ["this query has no counter-example"]
+        elif counter is None:
+            errors["counterexample_label"] = [label_error(classes)]
+        elif counterexample_not_sure:
+            errors["counterexample_not_sure"] = ["give a counter-example label or say not "
+                                                 "sure, not both"]
+    elif q.counterexample_id is not None and not counterexample_not_sure:
+        errors["counterexample_label"] = ["required: this query has a counter-example; "
+                                          "label it, or set counterexample_not_sure"]
     if errors:
         raise BadInput("invalid answer", errors)
+    return example, counter
 
 
 def count_answer(s, project: Project) -> bool:
@@ -234,11 +334,12 @@ def count_answer(s, project: Project) -> bool:
     return taken.rowcount == 1
 
 
-def relabel(s, eid: int, label: int, why: str, actor: str, qid: int | None, now) -> None:
+def relabel(s, eid: int, label: int, why: str, actor: str, qid: int | None, now,
+            reason: str | None = None) -> None:
     """Set an example's label by a human, recording the change in its history."""
     example = s.get(Example, eid)
     s.add(LabelEvent(example_id=eid, old_label=example.label, new_label=label, why=why,
-                     actor=actor, query_id=qid, at=now))
+                     actor=actor, query_id=qid, reason=reason, at=now))
     example.label = label
     example.confirmed = True
     example.updated_at = now

@@ -11,6 +11,7 @@ from collections import Counter
 
 from sqlalchemy import func, select
 
+from . import jobs, training
 from .context import EXAMPLE_STATUSES, ServiceContext, latest_version_number, project_row
 from .store import Example, LabelEvent, ModelVersion, Query, utcnow
 
@@ -20,7 +21,9 @@ EXPORT_COLUMNS = ("id", "external_id", "source", "label", "original_label", "sta
 
 
 def stats(ctx: ServiceContext, pid: int) -> dict:
-    """Examples and queries per status, labels cleaned so far, latest model version."""
+    """Examples and queries per status, labels cleaned so far, latest model version, the
+    project's state (collecting its bootstrap set, training its first model, ready), and
+    jobs that are failing with their last error."""
     with ctx.store.session() as s:
         project = project_row(s, pid)
         examples = dict(s.execute(select(Example.status, func.count(Example.id))
@@ -42,7 +45,10 @@ def stats(ctx: ServiceContext, pid: int) -> dict:
                 "queries": {k: int(queries.get(k, 0)) for k in QUERY_STATUSES},
                 "cleaned": int(cleaned), "relabelled": int(relabelled),
                 "model_version": latest_version_number(s, pid),
-                "retrain_wanted": project.wanted_generation > project.trained_generation}
+                "state": training.lifecycle(project),
+                "bootstrap": training.bootstrap_progress(s, project),
+                "retrain_wanted": project.wanted_generation > project.trained_generation,
+                "failing_jobs": jobs.failing_jobs(s, pid)}
 
 
 def export(ctx: ServiceContext, pid: int, fmt: str = "csv") -> tuple[str, str]:

@@ -16,7 +16,9 @@ class Settings:
     max_batch: int = 1000
     max_page: int = 500
     lease_seconds: float = 300.0            # an annotator's hold on a query
-    retrain_lease_seconds: float = 600.0    # after this a crashed retrain is redone
+    # A worker renews its retrain/audit lease every third of this while it works, so a
+    # killed worker's job is taken over this long after it died.
+    retrain_lease_seconds: float = 15.0
     reconcile_seconds: float = 5.0
     screen_batch: int = 512
 

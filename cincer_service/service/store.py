@@ -53,11 +53,14 @@ class Project(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     # Bumped whenever the training set or one of its labels changes.
     generation: Mapped[int] = mapped_column(Integer, default=0)
-    # A retrain is wanted while wanted_generation > trained_generation.
-    wanted_generation: Mapped[int] = mapped_column(Integer, default=0)
+    # A retrain is wanted while wanted_generation > trained_generation; -1 until the
+    # bootstrap set is complete (bootstrap_size examples covering two classes).
+    wanted_generation: Mapped[int] = mapped_column(Integer, default=-1)
     trained_generation: Mapped[int] = mapped_column(Integer, default=-1)
     answers_since_retrain: Mapped[int] = mapped_column(Integer, default=0)
     retrain_lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # Which worker holds the retrain lease; it renews the lease while it trains.
+    retrain_lease_holder: Mapped[str | None] = mapped_column(String(64), nullable=True)
     demo: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
@@ -74,7 +77,9 @@ class Token(Base):
 
 class Example(Base):
     __tablename__ = "examples"
-    __table_args__ = (Index("ix_examples_project_status", "project_id", "status"),)
+    __table_args__ = (Index("ix_examples_project_status", "project_id", "status"),
+                      Index("ux_examples_project_external_id", "project_id", "external_id",
+                            unique=True))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
@@ -102,6 +107,7 @@ class LabelEvent(Base):
     why: Mapped[str] = mapped_column(String(40))
     actor: Mapped[str] = mapped_column(String(200))
     query_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
@@ -159,7 +165,87 @@ class Audit(Base):
     result: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    lease_holder: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # Set for the audit of a new model's bootstrap set: its top suspects become queries.
+    auto_enqueue: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ProjectEvent(Base):
+    """A change of a project's settings: who changed what, from what to what."""
+
+    __tablename__ = "project_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    actor: Mapped[str] = mapped_column(String(200))
+    changes: Mapped[dict] = mapped_column(JSON)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class JobBackoff(Base):
+    """A job that failed: how often in a row, its last error, and when it may run again."""
+
+    __tablename__ = "job_backoff"
+    __table_args__ = (Index("ux_job_backoff_name_arg", "name", "arg", unique=True),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(40))
+    arg: Mapped[str] = mapped_column(String(64))
+    project_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    retry_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class IdempotencyKey(Base):
+    """The stored answer to a POST sent with an ``Idempotency-Key`` header."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (Index("ux_idempotency_token_key", "token_id", "key", unique=True),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_id: Mapped[int] = mapped_column(Integer)
+    key: Mapped[str] = mapped_column(String(200))
+    fingerprint: Mapped[str] = mapped_column(String(64))     # sha256 of method, path, body
+    status_code: Mapped[int] = mapped_column(Integer)
+    response: Mapped[dict | list | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class WebhookEndpoint(Base):
+    """A receiver of a project's events, with its own signing secret."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    secret: Mapped[str] = mapped_column(String(200))
+    events: Mapped[list] = mapped_column(JSON)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class WebhookDelivery(Base):
+    """One event for one endpoint: pending until delivered, retried with backoff."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_deliveries_status_next", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("webhook_endpoints.id"), index=True)
+    message_id: Mapped[str] = mapped_column(String(64))
+    event: Mapped[str] = mapped_column(String(60))
+    payload: Mapped[dict] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(20))          # pending|delivered|failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    response_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class Store:
@@ -243,3 +329,22 @@ def _sqlite_pragmas(dbapi_connection, _record):
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+class Overview(Base):
+    """The data owner's overview of one project (``service.overview``): computed by the
+    ``overview`` job from the latest model, stored here, served as is by the API."""
+
+    __tablename__ = "overviews"
+    __table_args__ = (Index("ux_overviews_project", "project_id", unique=True),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"))
+    status: Mapped[str] = mapped_column(String(20))          # computing | done | failed
+    model_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    generation: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    result: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    computed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

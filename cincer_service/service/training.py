@@ -1,23 +1,26 @@
 """Training: model versions, retrain requests and the ``retrain`` job.
 
-A project wants a retrain while ``wanted_generation > trained_generation``. The ``retrain``
-job claims the project with a lease on its row, trains on the current training set and
-stores a new ``ModelVersion`` (weights included, so any worker can load it). Retrains are
-coalesced: answers that arrive while training trigger exactly one more.
+A project wants a retrain while ``wanted_generation > trained_generation``; the first model
+waits for the bootstrap set (``bootstrap_size`` examples of at least two classes). The
+``retrain`` job claims the project with a short lease that it renews while it trains
+(``leases``), trains on the current training set and stores a new ``ModelVersion``
+(weights included, so any worker can load it). Retrains are coalesced: answers that arrive
+while training trigger exactly one more. The first model also queues an audit of the
+bootstrap set whose top suspects become queries, since the bootstrap is never screened.
 """
 from __future__ import annotations
 
 import logging
 import time
-from datetime import timedelta
-
 import numpy as np
-from sqlalchemy import case, func, or_, select, update
+from sqlalchemy import case, func, select, update
 
+from ..spec import BOOTSTRAP_AUDIT_DETECTORS, bootstrap_audit_size
 from .context import TRAINING, ServiceContext, latest_version, project_row
 from .errors import Conflict
+from .leases import RowLease
 from .model_cache import new_classifier, weights_from_bytes, weights_to_bytes
-from .store import Example, ModelVersion, Project, utcnow
+from .store import Audit, Example, ModelVersion, Project
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +42,15 @@ def list_models(ctx: ServiceContext, pid: int) -> list[dict]:
 
 
 def request_retrain(ctx: ServiceContext, pid: int) -> dict:
-    """Ask for a retrain on the current labels (coalesced with one already wanted)."""
+    """Ask for a retrain on the current labels (coalesced with one already wanted); the
+    first model still waits for a complete bootstrap set."""
     with ctx.store.session() as s:
-        project_row(s, pid)
-        n_train = s.scalar(select(func.count(Example.id)).where(
-            Example.project_id == pid, Example.status.in_(TRAINING)))
-        if n_train < 2:
-            raise Conflict("not enough training examples to train a model yet",
-                           {"train_size": n_train})
+        project = project_row(s, pid)
+        progress = bootstrap_progress(s, project)
+        if project.trained_generation < 0 and not progress["ready"]:
+            raise Conflict("the bootstrap set is not complete: the first model needs "
+                           f"{progress['need']} examples of at least two classes",
+                           {"bootstrap": progress})
         bumped = case((Project.generation > Project.trained_generation, Project.generation),
                       else_=Project.trained_generation + 1)
         wanted = s.execute(update(Project).where(Project.id == pid).values(
@@ -56,19 +60,37 @@ def request_retrain(ctx: ServiceContext, pid: int) -> dict:
     return {"status": "queued", "wanted_generation": wanted}
 
 
+def bootstrap_progress(s, project: Project) -> dict:
+    """How far the bootstrap set is: ``{have, need, classes, ready}``; the first model waits
+    for ``bootstrap_size`` training examples covering at least two classes."""
+    have, classes = s.execute(select(func.count(Example.id),
+                                     func.count(func.distinct(Example.label)))
+                              .where(Example.project_id == project.id,
+                                     Example.status.in_(TRAINING))).one()
+    return {"have": int(have), "need": project.bootstrap_size, "classes": int(classes),
+            "ready": have >= project.bootstrap_size and classes >= 2}
+
+
+def lifecycle(project: Project) -> str:
+    """``collecting_bootstrap`` (no model wanted yet), ``training_first_model`` or
+    ``ready`` (a model exists)."""
+    if project.trained_generation >= 0:
+        return "ready"
+    return "collecting_bootstrap" if project.wanted_generation < 0 else "training_first_model"
+
+
 def retrain(ctx: ServiceContext, pid: int, progress=None) -> int | None:
     """Train a new model version if one is wanted (job ``retrain``); returns its number,
-    ``None`` when no retrain is wanted or another worker holds the project."""
-    now = utcnow()
-    lease = timedelta(seconds=ctx.settings.retrain_lease_seconds)
+    ``None`` when none is wanted, the bootstrap is incomplete, or another worker holds the
+    project's lease (renewed by that worker while it trains)."""
     with ctx.store.session() as s:
-        claimed = s.execute(update(Project).where(
-            Project.id == pid, Project.wanted_generation > Project.trained_generation,
-            or_(Project.retrain_lease_until.is_(None), Project.retrain_lease_until < now))
-            .values(retrain_lease_until=now + lease)
-            .execution_options(synchronize_session=False))
-        if claimed.rowcount != 1:
+        project = project_row(s, pid)
+        if project.trained_generation < 0 and not bootstrap_progress(s, project)["ready"]:
             return None
+    lease = RowLease(ctx.store, Project, pid, ctx.settings.retrain_lease_seconds,
+                     until="retrain_lease_until", holder="retrain_lease_holder")
+    if not lease.claim(Project.wanted_generation > Project.trained_generation):
+        return None
     try:
         with ctx.store.session() as s:
             project = project_row(s, pid)
@@ -77,41 +99,56 @@ def retrain(ctx: ServiceContext, pid: int, progress=None) -> int | None:
                 Example.project_id == pid, Example.status.in_(TRAINING))
                 .order_by(Example.id)).all()
             previous = latest_version(s, pid)
-            spec, shape, mode = dict(project.model), tuple(project.input_shape), \
-                project.retrain["mode"]
+            spec, shape = dict(project.model), tuple(project.input_shape)
             clf = new_classifier(project, max_epochs=spec.get("max_epochs", 100),
                                  warm_epochs=spec.get("warm_epochs", 5))
-            previous_number = previous.version if previous is not None else 0
             fit_mode = "scratch"
-            if mode == "warm" and previous is not None:
+            if project.retrain["mode"] == "warm" and previous is not None:
                 clf.set_weights(weights_from_bytes(previous.weights))
                 fit_mode = "warm"
+            first, number = previous is None, (previous.version if previous else 0) + 1
+            audit_size = bootstrap_audit_size(project.bootstrap_size)
         ids = np.array([r[0] for r in rows], dtype=np.int64)
-        X = np.stack([np.frombuffer(r[1], np.float32).reshape(shape) for r in rows])
         y = np.array([r[2] for r in rows], dtype=np.int64)
+        if len(np.unique(y)) < 2:
+            raise RuntimeError(f"the training set of project {pid} has {len(ids)} examples of "
+                               "fewer than two classes; relabel or ingest more")
+        X = np.stack([np.frombuffer(r[1], np.float32).reshape(shape) for r in rows])
         started = time.perf_counter()
         report = clf.fit(X, y, mode=fit_mode)
         seconds = time.perf_counter() - started
         train_accuracy = float(np.mean(clf.predict(X) == y))
         with ctx.store.session() as s:
-            version = ModelVersion(
-                project_id=pid, version=previous_number + 1, generation=generation,
-                mode=fit_mode, weights=weights_to_bytes(clf.get_weights()),
-                train_ids=ids.tobytes(), train_size=len(ids),
-                metrics={"train_accuracy": train_accuracy, "epochs": report.epochs,
-                         "seconds": round(seconds, 3)})
-            s.add(version)
-            s.execute(update(Project).where(Project.id == pid).values(
-                trained_generation=generation, retrain_lease_until=None))
+            held = s.execute(update(Project).where(lease.held_by_me()).values(
+                trained_generation=generation, **lease.release_values())
+                .execution_options(synchronize_session=False))
+            if held.rowcount != 1:
+                log.warning("project %s: lost the retrain lease; dropping this model", pid)
+                return None
+            s.add(ModelVersion(
+                project_id=pid, version=number, generation=generation, mode=fit_mode,
+                weights=weights_to_bytes(clf.get_weights()), train_ids=ids.tobytes(),
+                train_size=len(ids), metrics={"train_accuracy": train_accuracy,
+                                              "epochs": report.epochs,
+                                              "seconds": round(seconds, 3)}))
+            audit = None
+            if first and audit_size:
+                audit = Audit(project_id=pid, detectors=list(BOOTSTRAP_AUDIT_DETECTORS),
+                              top_k=audit_size, status="queued", progress=0.0,
+                              auto_enqueue=True)
+                s.add(audit)
+                s.flush()
             again = project_row(s, pid, lock=True).wanted_generation > generation
-            number = version.version
     except BaseException:
-        with ctx.store.session() as s:       # let the next attempt start at once
-            s.execute(update(Project).where(Project.id == pid).values(retrain_lease_until=None))
+        lease.release()           # let the next attempt start at once
         raise
+    finally:
+        lease.stop()
     log.info("project %s: model version %s on %d examples (%.2f s)", pid, number, len(ids),
              seconds)
     if again:
         ctx.submit("retrain", pid)
     ctx.submit("screen", pid)
+    if audit is not None:
+        ctx.submit("audit", audit.id)
     return number

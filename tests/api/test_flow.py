@@ -160,12 +160,18 @@ def test_audit_over_http(client, project, breast):
     assert set(audit["suspects"][0]["scores"]) == {"margin", "self_influence"}
     assert_error(client.post(f"/api/v1/projects/{pid}/audits", headers=admin,
                              json={"detectors": ["astrology"], "top_k": 10}), 422)
+    # The first model queued its bootstrap audit (same detectors) already: those suspects
+    # are under review, so enqueueing them again adds nothing.
+    listed = client.get(f"/api/v1/projects/{pid}/queries?status=open", headers=admin).get_json()
+    assert listed["total"] == 12 and {q["origin"] for q in listed["items"]} == {"bootstrap"}
+    busy = {q["example"]["id"] for q in listed["items"]}
+    fresh = [s["example_id"] for s in audit["suspects"][:3] if s["example_id"] not in busy]
     enqueued = client.post(f"/api/v1/projects/{pid}/audits/{audit['id']}/enqueue",
                            headers=admin, json={"top_k": 3}).get_json()
-    assert enqueued["enqueued"] == 3
+    assert enqueued["enqueued"] == len(fresh)
     q = client.post(f"/api/v1/projects/{pid}/queries/next",
                     headers=bearer(project["tokens"]["annotator"])).get_json()
-    assert q["origin"] == "audit"
+    assert q["origin"] == "bootstrap"
 
 
 def test_openapi_docs_health_and_metrics(client, streamed, service):

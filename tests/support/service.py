@@ -35,13 +35,17 @@ def annotator(ctx, pid, name="ann"):
     return access.authenticate(ctx, access.create_token(ctx, pid, "annotator", name)["token"])
 
 
+def true_answer(q, truth) -> tuple[int, int | None]:
+    """The true labels of a query's example and counter-example (None when it has none)."""
+    ce = q["counterexample"]
+    return (int(truth[int(q["example"]["external_id"])]),
+            None if ce is None else int(truth[int(ce["external_id"])]))
+
+
 def answer_all(ctx, pid, truth, principal) -> list[dict]:
     """Lease and answer every open query with the true labels; the queries answered."""
     answered = []
     while (q := queries.lease_next_query(ctx, pid, principal)) is not None:
-        ce = q["counterexample"]
-        ce_label = None if ce is None else int(truth[int(ce["external_id"])])
-        queries.answer_query(ctx, pid, q["id"], int(truth[int(q["example"]["external_id"])]),
-                             ce_label, principal)
+        queries.answer_query(ctx, pid, q["id"], *true_answer(q, truth), principal)
         answered.append(q)
     return answered

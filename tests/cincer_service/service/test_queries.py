@@ -8,7 +8,7 @@ from cincer_service.service import (BadInput, Conflict, InlineDispatcher, NotFou
                                     NullDispatcher, examples, queries, reports)
 from cincer_service.service.store import Project
 from tests.support.service import (BOOTSTRAP, annotator, answer_all, items, make_context,
-                                   new_project)
+                                   new_project, true_answer)
 
 N_STREAM = 140
 
@@ -19,13 +19,23 @@ def test_stream_is_screened_and_answers_clean_labels(ctx, stream):
     examples.ingest(ctx, pid, items(stream, 0, BOOTSTRAP + N_STREAM))
     stats = reports.stats(ctx, pid)
     assert stats["model_version"] == 1 and stats["examples"]["pending"] == 0
+    assert stats["state"] == "ready"
     n_queries = stats["queries"]["open"]
-    assert n_queries == stats["examples"]["suspicious"] > 0
+    origins = [q["origin"] for q in queries.list_queries(ctx, pid, "open", limit=500)["items"]]
+    assert len(origins) == n_queries
+    assert origins.count("stream") == stats["examples"]["suspicious"] > 0
+    assert origins.count("bootstrap") > 0              # the first model's bootstrap audit
 
     answered = answer_all(ctx, pid, data.y_train, annotator(ctx, pid))
     assert len(answered) == n_queries
     assert all(q["counterexample"] is not None for q in answered)
-    assert all(q["counterexample"]["label"] == q["example"]["prediction"] for q in answered)
+    # Pertinence: the counter-example carries the predicted label, unless an earlier answer
+    # relabelled it after it was chosen.
+    touched = set()
+    for q in answered:
+        ce = q["counterexample"]
+        assert ce["label"] == q["example"]["prediction"] or ce["id"] in touched
+        touched |= {q["example"]["id"], ce["id"]}
     stats = reports.stats(ctx, pid)
     assert stats["queries"]["answered"] == n_queries
     assert stats["model_version"] >= 2                  # answers triggered retrains
@@ -95,9 +105,12 @@ def test_leases_answers_and_conflicts(tmp_path, stream):
     assert again is not None
     if again["id"] == stale:
         with pytest.raises(Conflict):
-            queries.answer_query(ctx, pid, stale, 0, None, bob)
+            queries.answer_query(ctx, pid, stale, 0, None, bob, counterexample_not_sure=True)
     with pytest.raises(NotFound):
         queries.answer_query(ctx, pid, 10_000, 0, None, alice)
+    with pytest.raises(BadInput) as missing:                 # the counter-example is unlabelled
+        queries.answer_query(ctx, pid, again["id"], 0, None, alice)
+    assert "counterexample_label" in missing.value.details
 
 
 def test_concurrent_answers_count_every_one(tmp_path, stream):
@@ -117,9 +130,7 @@ def test_concurrent_answers_count_every_one(tmp_path, stream):
 
     def answer(principal, q):
         barrier.wait()
-        queries.answer_query(ctx, pid, q["id"],
-                             int(data.y_train[int(q["example"]["external_id"])]), None,
-                             principal)
+        queries.answer_query(ctx, pid, q["id"], *true_answer(q, data.y_train), principal)
     threads = [threading.Thread(target=answer, args=pq) for pq in zip(principals, leased)]
     for t in threads:
         t.start()

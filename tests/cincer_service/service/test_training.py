@@ -3,7 +3,8 @@ import pytest
 
 from cincer_service.service import (Conflict, InlineDispatcher, NotFound, NullDispatcher,
                                     examples, queries, reports, training)
-from tests.support.service import BOOTSTRAP, annotator, items, make_context, new_project
+from tests.support.service import (BOOTSTRAP, annotator, items, make_context, new_project,
+                                   true_answer)
 
 
 def test_retrains_coalesce(tmp_path, stream):
@@ -17,9 +18,7 @@ def test_retrains_coalesce(tmp_path, stream):
     principal = annotator(ctx, pid)
     for _ in range(4):
         q = queries.lease_next_query(ctx, pid, principal)
-        queries.answer_query(ctx, pid, q["id"],
-                             int(data.y_train[int(q["example"]["external_id"])]), None,
-                             principal)
+        queries.answer_query(ctx, pid, q["id"], *true_answer(q, data.y_train), principal)
     assert reports.stats(ctx, pid)["retrain_wanted"]
     assert training.retrain(ctx, pid) == 2
     assert training.retrain(ctx, pid) is None                  # nothing new to learn
