@@ -1,4 +1,4 @@
-"""The Celery tasks: one thin wrapper per background job of ``cincer_service.service.jobs``.
+"""The Celery tasks: one per background job of ``cincer_service.service.jobs.JOBS``.
 
 Each task runs inside the Flask app context (see ``api.background.celery_init_app``) and
 calls ``jobs.run_job(ctx, name, arg)`` on the app's ``ServiceContext``. Jobs are idempotent and
@@ -58,31 +58,20 @@ def run_job(task, name: str, arg=None, report_progress: bool = False):
     return jobs.run_job(ctx, name, arg, progress=progress)
 
 
-@shared_task(name=TASK_NAMES["screen"], **JOB_OPTIONS)
-def screen(self, pid: int):
-    """Screen a project's pending examples against its latest model."""
-    return run_job(self, "screen", pid)
+def job_task(name: str):
+    """The Celery task of job ``name`` (registered under ``TASK_NAMES[name]``)."""
+    job = jobs.JOBS[name]
+    options = dict(JOB_OPTIONS, name=TASK_NAMES[name])
+    if job.progress:
+        options["ignore_result"] = False      # PROGRESS states go to the result backend
+
+    def task(self, arg=None):
+        return run_job(self, name, arg, report_progress=job.progress)
+
+    task.__name__ = task.__qualname__ = name
+    task.__doc__ = f"Run the {name!r} job: {(job.run.__doc__ or '').splitlines()[0]}"
+    return shared_task(**options)(task)
 
 
-@shared_task(name=TASK_NAMES["counterexample"], **JOB_OPTIONS)
-def counterexample(self, query_id: int):
-    """Find the counter-example of a ``computing`` query and open it."""
-    return run_job(self, "counterexample", query_id)
-
-
-@shared_task(name=TASK_NAMES["retrain"], ignore_result=False, **JOB_OPTIONS)
-def retrain(self, pid: int):
-    """Train a new model version when one is wanted (coalesced by the service)."""
-    return run_job(self, "retrain", pid, report_progress=True)
-
-
-@shared_task(name=TASK_NAMES["audit"], ignore_result=False, **JOB_OPTIONS)
-def audit(self, audit_id: int):
-    """Run an offline audit; progress goes to the database and to the task state."""
-    return run_job(self, "audit", audit_id, report_progress=True)
-
-
-@shared_task(name=TASK_NAMES["reconcile"], **JOB_OPTIONS)
-def reconcile(self):
-    """Re-submit whatever the database says is unfinished (Celery beat runs this)."""
-    return run_job(self, "reconcile")
+# One task per job in the service's job table.
+TASKS = {name: job_task(name) for name in jobs.JOBS}

@@ -7,6 +7,7 @@ from cincer_service.datasets import inject_noise, load_dataset
 from cincer_service.service import InlineDispatcher, Settings, access, build_context
 
 ADMIN = "admin-secret-for-tests"
+STREAMED = 60 + 140          # bootstrap plus stream in the `streamed` fixture
 
 
 @pytest.fixture(scope="session")
@@ -57,6 +58,19 @@ def project(client):
         assert answer.status_code == 201, answer.json
         tokens[role] = answer.json["token"]
     return {"id": pid, "tokens": tokens}
+
+
+@pytest.fixture
+def streamed(client, project, breast):
+    """Bootstrap set plus a stream, screened inline: queries are open."""
+    pid = project["id"]
+    response = client.post(f"/api/v1/projects/{pid}/examples",
+                           json=batch(breast, 0, STREAMED),
+                           headers=bearer(project["tokens"]["ingest"]))
+    assert response.status_code == 202, response.get_json()
+    statuses = [item["status"] for item in response.get_json()["items"]]
+    assert statuses[:60] == ["accepted"] * 60 and set(statuses[60:]) == {"pending"}
+    return project
 
 
 def batch(breast, start, stop):

@@ -9,21 +9,9 @@ import pytest
 from api import create_app
 from cincer_service.service import access
 
-from .conftest import ADMIN, assert_error, batch, bearer
+from .conftest import ADMIN, STREAMED, assert_error, batch, bearer
 
-N = 60 + 140
-
-
-@pytest.fixture
-def streamed(client, project, breast):
-    """Bootstrap set plus a stream, screened inline: queries are open."""
-    pid = project["id"]
-    response = client.post(f"/api/v1/projects/{pid}/examples", json=batch(breast, 0, N),
-                           headers=bearer(project["tokens"]["ingest"]))
-    assert response.status_code == 202, response.get_json()
-    statuses = [item["status"] for item in response.get_json()["items"]]
-    assert statuses[:60] == ["accepted"] * 60 and set(statuses[60:]) == {"pending"}
-    return project
+N = STREAMED
 
 
 def truth_of(breast, side):

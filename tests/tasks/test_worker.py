@@ -14,14 +14,15 @@ import time
 import pytest
 import redis
 from flask import Flask
+from sqlalchemy import func, select
 
 from cincer_service.datasets import inject_noise, load_dataset
 from api.background import CeleryDispatcher, celery_init_app
 from cincer_service.service import (Settings, access, audits, build_context, examples, jobs,
                                     projects, queries, reports, training)
 from cincer_service.service.jobs import TASK_NAMES
-from cincer_service.service.store import Project
-from cincer_service.spec import ProjectSpec
+from cincer_service.service.store import Audit, Project
+from cincer_service.spec import ProjectSpec, bootstrap_audit_size
 from tasks.jobs import clear_queued
 from tests.support.services import (kill_group, log_tail, postgres_database, process,
                                     start_redis, wait_until)
@@ -165,7 +166,11 @@ def project_row(service, pid):
 def settled(service, pid, min_version):
     """Stats once every job is done and the model is at least ``min_version``, else None."""
     stats = reports.stats(service, pid)
+    with service.store.session() as s:
+        auditing = s.scalar(select(func.count(Audit.id)).where(
+            Audit.project_id == pid, Audit.status.in_(("queued", "running"))))
     if ((stats["model_version"] or 0) >= min_version and not stats["retrain_wanted"]
+            and not auditing
             and stats["examples"].get("pending", 0) == 0
             and stats["queries"].get("computing", 0) == 0):
         return stats
@@ -198,7 +203,10 @@ def test_worker_trains_screens_and_survives_sigkill(tmp_path, redis_url, databas
         assert stats["model_version"] == 1
         assert stats["examples"]["accepted"] + stats["examples"]["suspicious"] \
             == N_BOOTSTRAP + N_STREAM
-        assert stats["queries"]["open"] == stats["examples"]["suspicious"] > 0
+        # Open: the stream's suspicious examples and the bootstrap audit's suspects.
+        assert stats["queries"]["open"] == \
+            stats["examples"]["suspicious"] + bootstrap_audit_size(N_BOOTSTRAP)
+        assert stats["examples"]["suspicious"] > 0
         annotator = access.authenticate(service, access.create_token(service, pid, "annotator", "a")["token"])
         query = queries.lease_next_query(service, pid, annotator)
         assert query["counterexample"] is not None and query["model_version"] == 1

@@ -24,7 +24,7 @@ def test_lost_messages_are_redone_by_reconcile(tmp_path, stream):
 
 
 def test_run_job_counts_runs_and_failures(ctx):
-    assert set(jobs.JOBS) == set(jobs.TASK_NAMES) == {"screen", "counterexample", "retrain",
+    assert set(jobs.JOBS) == set(jobs.TASK_NAMES) >= {"screen", "counterexample", "retrain",
                                                       "audit", "reconcile"}
     assert jobs.run_job(ctx, "reconcile") == {}
     with pytest.raises(ValueError):
@@ -62,3 +62,30 @@ def test_demo_is_seeded_once(tmp_path):
     assert project["name"] == "demo-digits" and project["input_shape"] == [64]
     assert examples.list_examples(ctx, project["id"])["total"] == 200
     assert seed_demo(ctx) is None
+
+
+def test_a_failing_job_backs_off_and_shows_its_error(tmp_path, stream, monkeypatch):
+    ctx = make_context(tmp_path, dispatcher=None)
+    pid = new_project(ctx)
+    examples.ingest(ctx, pid, items(stream, 0, BOOTSTRAP))
+    calls = []
+
+    def broken(ctx_, arg, progress=None):
+        calls.append(arg)
+        raise RuntimeError("the GPU caught fire")
+    monkeypatch.setitem(jobs.JOBS, "retrain", jobs.Job(broken, progress=True))
+    assert jobs.reconcile(ctx) == {"retrain": 1}          # the dispatcher drops it
+    for _ in range(2):
+        with pytest.raises(RuntimeError):
+            jobs.run_job(ctx, "retrain", pid)
+    failing = reports.stats(ctx, pid)["failing_jobs"]
+    assert [(f["job"], f["arg"], f["failures"]) for f in failing] == [("retrain", str(pid), 2)]
+    assert "the GPU caught fire" in failing[0]["last_error"]
+    assert jobs.reconcile(ctx) == {}                       # waiting out its backoff
+    assert jobs.backoff_seconds(1) == jobs.BACKOFF_BASE_SECONDS
+    assert jobs.backoff_seconds(2) == 2 * jobs.BACKOFF_BASE_SECONDS
+    assert jobs.backoff_seconds(50) == jobs.BACKOFF_CAP_SECONDS
+
+    monkeypatch.undo()
+    assert jobs.run_job(ctx, "retrain", pid) == 1          # it works again: forgotten
+    assert reports.stats(ctx, pid)["failing_jobs"] == []

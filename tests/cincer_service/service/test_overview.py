@@ -12,7 +12,7 @@ def test_mismatch_scores_and_histogram():
     probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.5, 0.5]])
     scores = overview.mismatch_scores(probs, [0, 0, 1])
     np.testing.assert_allclose(scores, [0.5, (0.8 + 1 - 0.2) / 2, 0.5])
-    assert overview.score_histogram(scores) == [2, 0, 0, 0, 0, 0, 0, 0, 0, 1]
+    assert overview.score_histogram(scores) == [2, 0, 0, 0, 0, 0, 1, 0, 0, 0]
 
 
 def test_layout_is_a_grid_for_few_and_tsne_for_more():

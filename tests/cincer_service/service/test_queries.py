@@ -4,8 +4,8 @@ import time
 
 import pytest
 
-from cincer_service.service import (BadInput, Conflict, InlineDispatcher, NotFound,
-                                    NullDispatcher, examples, queries, reports)
+from cincer_service.service import (BadInput, Conflict, Forbidden, InlineDispatcher,
+                                    NotFound, NullDispatcher, examples, queries, reports)
 from cincer_service.service.store import Project
 from tests.support.service import (BOOTSTRAP, annotator, answer_all, items, make_context,
                                    new_project, true_answer)
@@ -140,3 +140,84 @@ def test_concurrent_answers_count_every_one(tmp_path, stream):
         project = s.get(Project, pid)
         assert project.generation == before + len(principals)
         assert project.answers_since_retrain == len(principals)
+
+
+@pytest.fixture
+def open_queries(tmp_path, stream):
+    """A context whose project has open queries (jobs inline, no retrains)."""
+    ctx = make_context(tmp_path)
+    pid = new_project(ctx, retrain={"mode": "scratch", "every_n_answers": 1000})
+    examples.ingest(ctx, pid, items(stream, 0, BOOTSTRAP + N_STREAM))
+    return ctx, pid
+
+
+def test_release_gives_the_query_back(open_queries):
+    ctx, pid = open_queries
+    alice, bob = annotator(ctx, pid, "alice"), annotator(ctx, pid, "bob")
+    q = queries.lease_next_query(ctx, pid, alice)
+    with pytest.raises(Conflict):                           # bob does not hold it
+        queries.release_query(ctx, pid, q["id"], bob)
+    released = queries.release_query(ctx, pid, q["id"], alice)
+    assert released["status"] == "open" and released["lease_expires_at"] is None
+    assert queries.release_query(ctx, pid, q["id"], alice)["status"] == "open"   # replay
+    assert queries.lease_next_query(ctx, pid, bob)["id"] == q["id"]   # at once, not 300 s
+
+
+def test_correction_goes_into_the_history_with_its_reason(open_queries, stream):
+    ctx, pid = open_queries
+    truth = stream[0].y_train
+    alice, bob = annotator(ctx, pid, "alice"), annotator(ctx, pid, "bob")
+    q = queries.lease_next_query(ctx, pid, alice)
+    right, ce_right = true_answer(q, truth)
+    with pytest.raises(Conflict):                           # not answered yet
+        queries.correct_answer(ctx, pid, q["id"], right, ce_right, "oops", alice)
+    queries.answer_query(ctx, pid, q["id"], 1 - right, ce_right, alice)   # a slip
+    with pytest.raises(Forbidden):
+        queries.correct_answer(ctx, pid, q["id"], right, ce_right, "not mine", bob)
+    fixed = queries.correct_answer(ctx, pid, q["id"], right, ce_right, "pressed the wrong key",
+                                   alice)
+    assert fixed["answer"]["example_label"] == right
+    history = examples.get_example(ctx, pid, q["example"]["id"])["history"]
+    assert [h["why"] for h in history][-2:] == ["answer_example", "correction"]
+    assert history[-1]["reason"] == "pressed the wrong key"
+    assert history[-1]["old_label"] == 1 - right and history[-1]["new_label"] == right
+
+
+def test_identical_concurrent_answers_both_succeed(open_queries, stream):
+    ctx, pid = open_queries
+    alice = annotator(ctx, pid, "alice")
+    q = queries.lease_next_query(ctx, pid, alice)
+    answer = true_answer(q, stream[0].y_train)
+    barrier, results, errors = threading.Barrier(2), [], []
+
+    def send():
+        barrier.wait()
+        try:
+            results.append(queries.answer_query(ctx, pid, q["id"], *answer, alice))
+        except Exception as exc:                            # collected, asserted below
+            errors.append(exc)
+    threads = [threading.Thread(target=send) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(results) == 2
+    assert results[0]["answer"] == results[1]["answer"]
+    history = examples.get_example(ctx, pid, q["example"]["id"])["history"]
+    assert sum(h["query_id"] == q["id"] for h in history) == 1
+
+
+def test_answers_by_class_name_and_not_sure(open_queries, stream):
+    ctx, pid = open_queries
+    alice = annotator(ctx, pid, "alice")
+    q = queries.lease_next_query(ctx, pid, alice)
+    right, _ = true_answer(q, stream[0].y_train)
+    name = ["malignant", "benign"][right]
+    done = queries.answer_query(ctx, pid, q["id"], name, None, alice,
+                                counterexample_not_sure=True)
+    assert done["answer"]["example_label"] == right
+    assert done["answer"]["example_label_name"] == name
+    assert done["answer"]["counterexample_not_sure"]
+    assert done["example"]["label_name"] == name
+    listed = queries.list_queries(ctx, pid, "answered")
+    assert [x["id"] for x in listed["items"]] == [q["id"]] and listed["total"] == 1

@@ -1,8 +1,10 @@
-"""training: the retrain job, coalescing, requests, model versions."""
+"""training: the retrain job, coalescing, requests, model versions, the bootstrap gate."""
+import time
+
 import pytest
 
 from cincer_service.service import (Conflict, InlineDispatcher, NotFound, NullDispatcher,
-                                    examples, queries, reports, training)
+                                    examples, jobs, queries, reports, training)
 from tests.support.service import (BOOTSTRAP, annotator, items, make_context, new_project,
                                    true_answer)
 
@@ -37,3 +39,54 @@ def test_request_retrain_needs_data(ctx):
         training.request_retrain(ctx, pid)
     with pytest.raises(NotFound):
         training.list_models(ctx, pid + 1)
+
+
+def test_first_model_waits_for_a_complete_two_class_bootstrap(tmp_path, stream):
+    """A new project trained on whatever existed: 10 of 150 examples, or one class."""
+    data, noisy, _ = stream
+    ctx = make_context(tmp_path)
+    pid = new_project(ctx, bootstrap_size=BOOTSTRAP)
+    assert reports.stats(ctx, pid)["state"] == "collecting_bootstrap"
+    assert training.retrain(ctx, pid) is None                 # empty: nothing, no error
+    assert jobs.reconcile(ctx) == {}
+    examples.ingest(ctx, pid, items(stream, 0, 10))
+    assert training.retrain(ctx, pid) is None and jobs.reconcile(ctx) == {}
+    stats = reports.stats(ctx, pid)
+    assert stats["model_version"] is None and not stats["retrain_wanted"]
+    assert stats["bootstrap"] == {"have": 10, "need": BOOTSTRAP, "classes": 2,
+                                  "ready": False}
+    with pytest.raises(Conflict):
+        training.request_retrain(ctx, pid)
+
+    # One class only: the bootstrap keeps collecting past bootstrap_size.
+    other = new_project(ctx, name="one-class", bootstrap_size=5)
+    zeros = [i for i in range(200) if noisy[i] == 0][:8]
+    ones = [i for i in range(200) if noisy[i] == 1][:1]
+    one_class = [{"external_id": str(i), "x": data.X_train[i].tolist(), "label": 0}
+                 for i in zeros]
+    assert {r["status"] for r in examples.ingest(ctx, other, one_class)} == {"accepted"}
+    assert reports.stats(ctx, other)["state"] == "collecting_bootstrap"
+    assert training.retrain(ctx, other) is None
+    done = examples.ingest(ctx, other, [{"external_id": str(ones[0]), "label": 1,
+                                         "x": data.X_train[ones[0]].tolist()}])
+    assert done[0]["status"] == "accepted"
+    assert reports.stats(ctx, other)["model_version"] == 1   # the inline retrain ran
+    versions = training.list_models(ctx, other)
+    assert versions[0]["train_size"] == len(zeros) + 1
+
+
+def test_a_killed_retrain_is_taken_over_once_its_lease_runs_out(tmp_path, stream):
+    from cincer_service.service.leases import RowLease
+    from cincer_service.service.store import Project
+    ctx = make_context(tmp_path, dispatcher=None, retrain_lease_seconds=0.5)
+    pid = new_project(ctx)
+    examples.ingest(ctx, pid, items(stream, 0, BOOTSTRAP))
+    dead = RowLease(ctx.store, Project, pid, 0.5, until="retrain_lease_until",
+                    holder="retrain_lease_holder")
+    assert dead.claim()
+    dead.stop()                                   # the worker died holding the lease
+    assert training.retrain(ctx, pid) is None     # the redelivered task sees a live lease
+    assert jobs.reconcile(ctx) == {}
+    time.sleep(0.6)
+    assert jobs.reconcile(ctx) == {"retrain": 1}
+    assert training.retrain(ctx, pid) == 1
