@@ -10,8 +10,14 @@ import marshmallow as ma
 from flask import current_app, jsonify
 from werkzeug.exceptions import HTTPException
 
-from cincer_service.service import (BadInput, Conflict, Forbidden, NotFound, ServiceError,
-                                    Unauthorized)
+from cincer_service.service import (
+    BadInput,
+    Conflict,
+    Forbidden,
+    NotFound,
+    ServiceError,
+    Unauthorized,
+)
 
 SERVICE_STATUS = {BadInput: 422, Unauthorized: 401, Forbidden: 403, NotFound: 404,
                   Conflict: 409}

@@ -1,13 +1,18 @@
 """``/projects/<pid>/examples``."""
 from __future__ import annotations
 
-from ..auth import current_principal, requires
 from cincer_service.service import examples
 
+from ..auth import current_principal, requires
 from ..extensions import get_context
 from ..fields import Blueprint
-from .schemas import (ExampleDetailSchema, ExampleListArgsSchema, ExamplePageSchema,
-                      IngestResultSchema, IngestSchema)
+from .schemas import (
+    ExampleDetailSchema,
+    ExampleListArgsSchema,
+    ExamplePageSchema,
+    IngestResultSchema,
+    IngestSchema,
+)
 
 blp = Blueprint("examples", __name__, url_prefix="/projects/<int:pid>/examples",
                 description="Labelled examples: ingest, list, history.")

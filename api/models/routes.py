@@ -1,9 +1,9 @@
 """``/projects/<pid>/models``."""
 from __future__ import annotations
 
-from ..auth import requires
 from cincer_service.service import training
 
+from ..auth import requires
 from ..extensions import get_context
 from ..fields import Blueprint
 from .schemas import ModelListSchema, RetrainQueuedSchema

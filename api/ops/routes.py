@@ -4,9 +4,9 @@ from __future__ import annotations
 from flask import Response
 from sqlalchemy import text
 
-from ..errors import ErrorSchema, Unavailable
 from cincer_service.service import reports
 
+from ..errors import ErrorSchema, Unavailable
 from ..extensions import get_context, get_request_counter
 from ..fields import Blueprint
 from . import metrics

@@ -3,14 +3,19 @@ from __future__ import annotations
 
 from flask import Response
 
-from ..auth import current_principal, requires
-from ..errors import ErrorSchema
 from cincer_service.service import queries
 
+from ..auth import current_principal, requires
+from ..errors import ErrorSchema
 from ..extensions import get_context
 from ..fields import Blueprint
-from .schemas import (AnswerInSchema, CorrectionInSchema, QueryListArgsSchema, QueryPageSchema,
-                      QuerySchema)
+from .schemas import (
+    AnswerInSchema,
+    CorrectionInSchema,
+    QueryListArgsSchema,
+    QueryPageSchema,
+    QuerySchema,
+)
 
 blp = Blueprint("queries", __name__, url_prefix="/projects/<int:pid>/queries",
                 description="Suspicious examples with their counter-examples, for annotators.")

@@ -2,10 +2,9 @@
 quantities; ``get_detector(name, **options).score(state, trusted)`` returns one score per
 example, higher = more suspicious, and pair detectors (``near_duplicates``) report pairs.
 ``find_issues(state, names, ...)`` runs several and combines them into one ``AuditReport``."""
-from .base import (DETECTORS, Detector, NotEnoughTrusted, PairDetector, TrustedSet,
-                   get_detector)
 # registration of every detector module
-from . import gradient, simple, model_based, cleanlab_baseline, duplicates  # noqa: F401
+from . import cleanlab_baseline, duplicates, gradient, model_based, simple  # noqa: F401
+from .base import DETECTORS, Detector, NotEnoughTrusted, PairDetector, TrustedSet, get_detector
 from .cleanlab_baseline import cleanlab_available, cross_validated_probs
 from .duplicates import DuplicatePair, DuplicateReport, near_duplicates
 from .finder import AuditReport, Suspect, find_issues, mean_rank

@@ -34,7 +34,8 @@ def _require_cleanlab():
         from cleanlab.filter import find_label_issues
         from cleanlab.rank import get_label_quality_scores
     except ImportError:
-        raise RuntimeError("the cleanlab baseline needs cleanlab: pip install 'cincer-service[bench]'") from None
+        raise RuntimeError("the cleanlab baseline needs cleanlab: "
+                           "pip install 'cincer-service[bench]'") from None
     return find_label_issues, get_label_quality_scores
 
 

@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from .. import autodiff, influence
 from . import pairwise
-from .base import Detector, TrustedSet, register
+from .base import Detector, register
 
 
 @register("self_influence")

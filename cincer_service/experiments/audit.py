@@ -14,8 +14,14 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..datasets import inject_noise, load_dataset
-from ..detectors import (DETECTORS, NotEnoughTrusted, TrustedSet, find_issues,
-                         fit_with_checkpoints, inspection_curve)
+from ..detectors import (
+    DETECTORS,
+    NotEnoughTrusted,
+    TrustedSet,
+    find_issues,
+    fit_with_checkpoints,
+    inspection_curve,
+)
 from ..models import Classifier
 from ..state import ModelState
 from .config import AuditConfig

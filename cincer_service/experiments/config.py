@@ -12,8 +12,16 @@ from dataclasses import dataclass, field
 
 from ..catalog import COUNTEREXAMPLE_DAMPING, DETECTOR_NAMES, STRATEGY_NAMES
 from ..datasets import DATASETS, NOISE_TYPES
-from ..spec import (DEFAULT_BOOTSTRAP_SIZE, DEFAULT_MAX_EPOCHS, DEFAULT_STRATEGY,
-                    DEFAULT_THRESHOLD, MODEL_KINDS, RETRAIN_MODES, ModelSpec, RetrainPolicy)
+from ..spec import (
+    DEFAULT_BOOTSTRAP_SIZE,
+    DEFAULT_MAX_EPOCHS,
+    DEFAULT_STRATEGY,
+    DEFAULT_THRESHOLD,
+    MODEL_KINDS,
+    RETRAIN_MODES,
+    ModelSpec,
+    RetrainPolicy,
+)
 
 PROTOCOLS = ("cleaning", "ce-precision")
 # Loop variants of ``--strategies``: (loop variant, counter-example strategy).

@@ -32,7 +32,7 @@ def weights_from_bytes(blob: bytes) -> list[np.ndarray]:
 
 def new_classifier(project: Project, **options):
     """An untrained classifier for ``project``'s model spec."""
-    from ..models import Classifier       # TensorFlow: only where jobs run
+    from ..models import Classifier  # TensorFlow: only where jobs run
     spec = project.model
     return Classifier(spec["kind"], project.input_shape, len(project.classes),
                       seed=spec.get("seed", 0), **options)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+
 import numpy as np
 from sqlalchemy import case, func, select, update
 

@@ -4,8 +4,6 @@ import io
 import json
 import threading
 
-import pytest
-
 from api import create_app
 from cincer_service.service import access
 

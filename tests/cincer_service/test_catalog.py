@@ -1,8 +1,12 @@
 import subprocess
 import sys
 
-from cincer_service.catalog import (DETECTOR_NAMES, PAIR_DETECTOR_NAMES, SCORING_DETECTOR_NAMES,
-                                    STRATEGY_NAMES)
+from cincer_service.catalog import (
+    DETECTOR_NAMES,
+    PAIR_DETECTOR_NAMES,
+    SCORING_DETECTOR_NAMES,
+    STRATEGY_NAMES,
+)
 from cincer_service.counterexamples import STRATEGIES
 from cincer_service.detectors import DETECTORS
 

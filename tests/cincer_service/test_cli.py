@@ -3,8 +3,12 @@ import subprocess
 import sys
 
 from cincer_service.cli import CORE_COMMANDS, build_parser
-from cincer_service.spec import (DEFAULT_BOOTSTRAP_SIZE, DEFAULT_MAX_EPOCHS, DEFAULT_STRATEGY,
-                                 DEFAULT_THRESHOLD)
+from cincer_service.spec import (
+    DEFAULT_BOOTSTRAP_SIZE,
+    DEFAULT_MAX_EPOCHS,
+    DEFAULT_STRATEGY,
+    DEFAULT_THRESHOLD,
+)
 
 
 def test_core_commands_are_the_command_modules():

@@ -6,9 +6,18 @@ import sys
 
 import numpy as np
 
-from clients.bench import (LATENCY_BOOTSTRAP, bench_ingest, bench_memory, class_centres,
-                           cluster_pids, parse_pids, percentile, process_memory, project_spec,
-                           sample)
+from clients.bench import (
+    LATENCY_BOOTSTRAP,
+    bench_ingest,
+    bench_memory,
+    class_centres,
+    cluster_pids,
+    parse_pids,
+    percentile,
+    process_memory,
+    project_spec,
+    sample,
+)
 
 
 def test_process_memory_counts_children():

@@ -18,8 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.services import (free_port, log_tail, postgres_database, process,
-                                    start_redis, wait_http)
+from tests.support.services import (
+    free_port,
+    log_tail,
+    postgres_database,
+    process,
+    start_redis,
+    wait_http,
+)
 
 from .scenario import run_scenario
 

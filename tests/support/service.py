@@ -1,7 +1,6 @@
 """Helpers that drive the service modules directly (no HTTP): a context on a temporary
 SQLite file, a small breast project, ingest items and annotators answering from the truth."""
-from cincer_service.service import (InlineDispatcher, Settings, access, build_context,
-                                    projects, queries)
+from cincer_service.service import InlineDispatcher, Settings, access, build_context, projects, queries
 from cincer_service.spec import ProjectSpec
 
 BOOTSTRAP = 60

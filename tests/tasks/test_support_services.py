@@ -8,8 +8,15 @@ import pytest
 import redis
 import requests
 
-from tests.support.services import (free_port, postgres_database, process, redis_answers,
-                                    start_redis, wait_http, wait_until)
+from tests.support.services import (
+    free_port,
+    postgres_database,
+    process,
+    redis_answers,
+    start_redis,
+    wait_http,
+    wait_until,
+)
 
 
 def test_start_redis_serves_a_private_loopback_server(monkeypatch):

@@ -16,16 +16,32 @@ import redis
 from flask import Flask
 from sqlalchemy import func, select
 
-from cincer_service.datasets import inject_noise, load_dataset
 from api.background import CeleryDispatcher, celery_init_app
-from cincer_service.service import (Settings, access, audits, build_context, examples, jobs,
-                                    projects, queries, reports, training)
+from cincer_service.datasets import inject_noise, load_dataset
+from cincer_service.service import (
+    Settings,
+    access,
+    audits,
+    build_context,
+    examples,
+    jobs,
+    projects,
+    queries,
+    reports,
+    training,
+)
 from cincer_service.service.jobs import TASK_NAMES
 from cincer_service.service.store import Audit, Project
 from cincer_service.spec import ProjectSpec, bootstrap_audit_size
 from tasks.jobs import clear_queued
-from tests.support.services import (kill_group, log_tail, postgres_database, process,
-                                    start_redis, wait_until)
+from tests.support.services import (
+    kill_group,
+    log_tail,
+    postgres_database,
+    process,
+    start_redis,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -281,7 +297,7 @@ def test_audit_task_reports_progress_to_the_result_backend(tmp_path, redis_url, 
 def test_tasks_retry_transient_database_errors_only(tmp_path, redis_url, monkeypatch):
     import sqlalchemy.exc
     app = celery_service(tmp_path, redis_url)
-    service, celery_app = app.extensions["cincer"], app.extensions["celery"]
+    celery_app = app.extensions["celery"]
     import tasks.jobs  # noqa: F401
     calls = []
 

@@ -3,8 +3,14 @@ import numpy as np
 import pytest
 
 from cincer_service.datasets import inject_noise, load_dataset
-from cincer_service.detectors import (DETECTORS, TrustedSet, fit_with_checkpoints, get_detector,
-                                      inspection_auc, precision_at)
+from cincer_service.detectors import (
+    DETECTORS,
+    TrustedSet,
+    fit_with_checkpoints,
+    get_detector,
+    inspection_auc,
+    precision_at,
+)
 from cincer_service.models import Classifier
 from cincer_service.state import ModelState
 

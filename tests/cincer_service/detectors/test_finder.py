@@ -4,8 +4,7 @@ import pytest
 import tensorflow as tf
 
 from cincer_service import influence
-from cincer_service.detectors import (DETECTORS, Detector, DuplicatePair, find_issues,
-                                      get_detector)
+from cincer_service.detectors import DETECTORS, Detector, DuplicatePair, find_issues, get_detector
 from cincer_service.state import ModelState
 
 SCORING = ["margin", "mismatch", "self_influence"]

@@ -1,12 +1,19 @@
 """Closed-form pairwise algebra vs naive per-pair loops on explicit (GradientTape) gradients."""
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from cincer_service import reference
 from cincer_service.datasets import load_dataset
-from cincer_service.detectors import (NotEnoughTrusted, TrustedSet, get_detector, inspection_auc,
-                                      inspection_curve, near_duplicates, pairwise, precision_at)
+from cincer_service.detectors import (
+    NotEnoughTrusted,
+    TrustedSet,
+    get_detector,
+    inspection_auc,
+    inspection_curve,
+    near_duplicates,
+    pairwise,
+    precision_at,
+)
 from cincer_service.models import Classifier
 from cincer_service.state import ModelState
 

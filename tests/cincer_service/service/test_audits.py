@@ -2,8 +2,7 @@
 import numpy as np
 import pytest
 
-from cincer_service.service import (BadInput, Conflict, NotFound, audits, examples,
-                                    queries)
+from cincer_service.service import BadInput, Conflict, NotFound, audits, examples, queries
 from cincer_service.spec import bootstrap_audit_size
 from tests.support.service import items, new_project
 

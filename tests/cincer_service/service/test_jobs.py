@@ -3,8 +3,15 @@ import time
 
 import pytest
 
-from cincer_service.service import (InlineDispatcher, NullDispatcher, ThreadDispatcher,
-                                    examples, jobs, reports, seed_demo)
+from cincer_service.service import (
+    InlineDispatcher,
+    NullDispatcher,
+    ThreadDispatcher,
+    examples,
+    jobs,
+    reports,
+    seed_demo,
+)
 from tests.support.service import BOOTSTRAP, items, make_context, new_project
 
 

@@ -5,7 +5,7 @@ import pytest
 from cincer_service.service import BadInput, Conflict, NotFound, examples, overview, reports
 from cincer_service.service.context import TRAINING
 from cincer_service.service.store import Project
-from tests.support.service import BOOTSTRAP, answer_all, annotator, items, new_project
+from tests.support.service import annotator, answer_all, items, new_project
 
 
 def test_mismatch_scores_and_histogram():

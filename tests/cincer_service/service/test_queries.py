@@ -4,11 +4,27 @@ import time
 
 import pytest
 
-from cincer_service.service import (BadInput, Conflict, Forbidden, InlineDispatcher,
-                                    NotFound, NullDispatcher, examples, queries, reports)
+from cincer_service.service import (
+    BadInput,
+    Conflict,
+    Forbidden,
+    InlineDispatcher,
+    NotFound,
+    NullDispatcher,
+    examples,
+    queries,
+    reports,
+)
 from cincer_service.service.store import Project
-from tests.support.service import (BOOTSTRAP, annotator, answer_all, items, make_context,
-                                   new_project, true_answer)
+from tests.support.service import (
+    BOOTSTRAP,
+    annotator,
+    answer_all,
+    items,
+    make_context,
+    new_project,
+    true_answer,
+)
 
 N_STREAM = 140
 

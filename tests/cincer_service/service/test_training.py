@@ -3,10 +3,25 @@ import time
 
 import pytest
 
-from cincer_service.service import (Conflict, InlineDispatcher, NotFound, NullDispatcher,
-                                    examples, jobs, queries, reports, training)
-from tests.support.service import (BOOTSTRAP, annotator, items, make_context, new_project,
-                                   true_answer)
+from cincer_service.service import (
+    Conflict,
+    InlineDispatcher,
+    NotFound,
+    NullDispatcher,
+    examples,
+    jobs,
+    queries,
+    reports,
+    training,
+)
+from tests.support.service import (
+    BOOTSTRAP,
+    annotator,
+    items,
+    make_context,
+    new_project,
+    true_answer,
+)
 
 
 def test_retrains_coalesce(tmp_path, stream):
