@@ -70,28 +70,28 @@ def project_row(s, pid: int, lock: bool = False) -> Project:
     return project
 
 
+def project_child(s, table, pid: int, row_id: int, what: str):
+    """A row of ``table`` that belongs to project ``pid``; ``NotFound`` otherwise."""
+    row = s.get(table, row_id)
+    if row is None or row.project_id != pid:
+        raise NotFound(f"{what} {row_id} does not exist in project {pid}",
+                       {f"{what}_id": row_id})
+    return row
+
+
 def example_row(s, pid: int, eid: int) -> Example:
     """An example of project ``pid``; ``NotFound`` otherwise."""
-    example = s.get(Example, eid)
-    if example is None or example.project_id != pid:
-        raise NotFound(f"example {eid} does not exist in project {pid}", {"example_id": eid})
-    return example
+    return project_child(s, Example, pid, eid, "example")
 
 
 def query_row(s, pid: int, qid: int) -> Query:
     """A query of project ``pid``; ``NotFound`` otherwise."""
-    q = s.get(Query, qid)
-    if q is None or q.project_id != pid:
-        raise NotFound(f"query {qid} does not exist in project {pid}", {"query_id": qid})
-    return q
+    return project_child(s, Query, pid, qid, "query")
 
 
 def audit_row(s, pid: int, aid: int) -> Audit:
     """An audit of project ``pid``; ``NotFound`` otherwise."""
-    audit = s.get(Audit, aid)
-    if audit is None or audit.project_id != pid:
-        raise NotFound(f"audit {aid} does not exist in project {pid}", {"audit_id": aid})
-    return audit
+    return project_child(s, Audit, pid, aid, "audit")
 
 
 def latest_version(s, pid: int) -> ModelVersion | None:
