@@ -46,6 +46,7 @@ def create_app(settings=None, service=None, config: dict | None = None) -> Flask
     register_extensions(app)
     register_blueprints(app)
     register_errorhandlers(app)
+    register_request_rules(app)
     register_request_metrics(app)
     register_background_work(app, settings, owns_service)
     return app
@@ -53,21 +54,30 @@ def create_app(settings=None, service=None, config: dict | None = None) -> Flask
 
 def register_extensions(app: Flask) -> None:
     from .extensions import CincerApi, RequestCounter
+    from .openapi_examples import OperationExamples
     # One Api per app: flask-smorest keeps the spec on the Api object.
-    app.extensions["cincer_api"] = CincerApi(app)
+    app.extensions["cincer_api"] = CincerApi(
+        app, spec_kwargs={"extra_plugins": [OperationExamples()]})
     app.extensions["cincer_requests"] = RequestCounter()
 
 
 def register_blueprints(app: Flask) -> None:
-    from . import audits, examples, models, ops, projects, queries
+    from . import apidocs, audits, examples, models, ops, overview, projects, queries, ui, webhooks
     api = app.extensions["cincer_api"]
-    for family in (projects, examples, queries, models, audits):
+    for family in (projects, examples, queries, models, audits, overview, webhooks):
         api.register_blueprint(family.blp, url_prefix=API_PREFIX + family.blp.url_prefix)
     api.register_blueprint(ops.blp)          # /healthz and /metrics at the root
+    app.register_blueprint(apidocs.bp)       # Swagger UI's files, served offline
+    app.register_blueprint(ui.bp)            # the annotator page and the overview, /ui/
 
 
 def register_errorhandlers(app: Flask) -> None:
     from .errors import register_errorhandlers as install
+    install(app)
+
+
+def register_request_rules(app: Flask) -> None:
+    from .requests import register_request_rules as install
     install(app)
 
 
@@ -85,7 +95,7 @@ def register_background_work(app: Flask, settings, owns_service: bool) -> None:
     """Celery when a broker is configured; an in-process worker for a service we built."""
     service = app.extensions["cincer"]
     if settings.redis_url:
-        from .background import celery_init_app     # lazy: embedded mode needs no Celery
+        from .background import celery_init_app  # lazy: embedded mode needs no Celery
         celery_init_app(app)
     elif owns_service:
         from cincer_service.service import ThreadDispatcher

@@ -18,9 +18,11 @@ class DefaultConfig:
     OPENAPI_URL_PREFIX = API_PREFIX
     OPENAPI_JSON_PATH = "openapi.json"
     OPENAPI_SWAGGER_UI_PATH = "docs"
-    OPENAPI_SWAGGER_UI_URL = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/"
-    OPENAPI_REDOC_PATH = "redoc"
-    OPENAPI_REDOC_URL = "https://cdn.jsdelivr.net/npm/redoc@2/bundles/redoc.standalone.js"
+    # Served by the app (``api.apidocs``, from the swagger-ui-bundle package): no CDN, so
+    # the docs work offline. ReDoc ships no offline bundle on PyPI, so it is not offered.
+    OPENAPI_SWAGGER_UI_URL = API_PREFIX + "/docs/assets/"
+    OPENAPI_SWAGGER_UI_CONFIG = {"validatorUrl": None, "deepLinking": True}
+    OPENAPI_REDOC_PATH = None
     API_SPEC_OPTIONS = {
         "info": {"description": "Label cleaning with counter-examples (CINCER). Send "
                                 "`Authorization: Bearer <token>`; errors are always "

@@ -77,6 +77,23 @@ def check_text(value: str, max_length: int = 200) -> str:
     return value
 
 
+class FreeText(ma.fields.String):
+    """Any text up to ``max_length`` characters, line breaks allowed, but no NUL (which
+    databases refuse)."""
+
+    def __init__(self, max_length: int = 20_000, **kwargs):
+        super().__init__(**kwargs)
+        self.max_length = max_length
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        value = super()._deserialize(value, attr, data, **kwargs)
+        if len(value) > self.max_length:
+            raise ma.ValidationError(f"at most {self.max_length} characters")
+        if "\x00" in value:
+            raise ma.ValidationError("NUL characters are not allowed")
+        return value
+
+
 class Name(ma.fields.String):
     """A non-blank name of at most 200 characters, stripped, without control characters."""
 

@@ -13,7 +13,7 @@ import sys
 from importlib.metadata import entry_points
 
 CORE_COMMANDS = ("cincer_service.commands.simulate", "cincer_service.commands.bench",
-                 "cincer_service.commands.audit")
+                 "cincer_service.commands.audit", "cincer_service.commands.service_sim")
 
 
 class UsageError(Exception):

@@ -53,8 +53,8 @@ class CounterexampleStrategy:
         label a human already confirmed). Raises ``NoCandidates`` when no remaining
         known example has the predicted label.
         """
-        h_t, p_t = state.query(x)
-        prediction = int(tf.argmax(p_t))
+        prediction = int(np.argmax(state.query_arrays(x)[1]))
+        h_t, p_t = state.query(x)                   # memoised: no second forward pass
         pertinent = state.y == prediction
         if exclude is not None:
             pertinent &= ~np.asarray(exclude, dtype=bool)
@@ -79,9 +79,20 @@ class CounterexampleStrategy:
 
 @register("top_fisher")
 class TopFisher(CounterexampleStrategy):
-    """``−g_tᵀ F⁻¹ g_k`` with ``F`` the Top Fisher: one cached solve, then a pass over ``(r, ĥ)``."""
+    """``−g_tᵀ F⁻¹ g_k`` with ``F`` the Top Fisher: one cached solve, then a pass over ``(r, ĥ)``.
+
+    Small top layers (``ModelState.small_top``) run the same algebra in float64 numpy.
+    """
 
     def _scores(self, state, x, label, h_t, p_t, candidates):
+        if state.small_top:                 # numpy: microseconds, no per-op dispatch
+            h_np, p_np = state.query_arrays(x)
+            L = state.top_fisher_factor_np
+            h_aug, _ = state.arrays
+            with influence.single_threaded_blas:
+                V = influence.query_vector_np(L, influence.residuals_np(p_np[None], [label])[0], h_np)
+                return influence.counterexample_scores_np(
+                    V, state.residuals_np[candidates], h_aug[candidates])
         r_t = influence.residuals(p_t[None], [label])[0]
         V = influence.query_vector(state.top_fisher_factor, r_t, h_t)
         idx = tf.constant(candidates)

@@ -102,3 +102,33 @@ def inject_noise(y: np.ndarray, n_classes: int, rate: float, kind: str = "random
     else:
         noisy[chosen] = structured_noise_map(n_classes, seed)[y[chosen]]
     return noisy, noisy != y
+
+
+# Generated assistant utterances for the text demo: intent -> templates, filled with places.
+INTENT_TEMPLATES = {
+    "lights": ["turn the {} lights off", "switch on the lights in the {}",
+               "dim the {} lamp please", "set the {} lights to half",
+               "make it brighter in the {}"],
+    "weather": ["will it rain in the {} tomorrow", "what's the weather like at the {}",
+                "is it cold outside the {}", "forecast for the {} this weekend",
+                "do I need an umbrella near the {}"],
+    "music": ["play some jazz in the {}", "turn the music up in the {}",
+              "next song on the {} speaker", "pause the {} speaker",
+              "play my running playlist in the {}"],
+}
+INTENT_PLACES = ["kitchen", "garage", "office", "bedroom", "hall", "garden", "attic", "porch",
+                 "living room", "bathroom"]
+
+
+def synthetic_intents(n: int, seed: int = 0) -> tuple[list[str], np.ndarray, list[str]]:
+    """``(texts, labels, intent_names)``: ``n`` generated utterances, intents balanced."""
+    rng = np.random.default_rng(seed)
+    names = list(INTENT_TEMPLATES)
+    labels = np.arange(n) % len(names)
+    rng.shuffle(labels)
+    texts = []
+    for y in labels:
+        templates = INTENT_TEMPLATES[names[y]]
+        texts.append(templates[rng.integers(len(templates))].format(
+            INTENT_PLACES[rng.integers(len(INTENT_PLACES))]))
+    return texts, labels.astype(np.int64), names

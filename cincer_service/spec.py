@@ -14,12 +14,27 @@ from .catalog import COUNTEREXAMPLE_DAMPING
 MODEL_KINDS = ("lr", "fc", "cnn")
 RETRAIN_MODES = ("scratch", "warm")
 
+INPUT_KINDS = ("tabular", "image", "text")
+DEFAULT_TEXT_FEATURES = 1024     # hashed n-gram features of a text project without embeddings
 DEFAULT_THRESHOLD = 0.2          # CINCER's τ: suspicious iff margin μ ≥ τ
 DEFAULT_STRATEGY = "top_fisher"
 DEFAULT_BOOTSTRAP_SIZE = 100
 DEFAULT_MAX_EPOCHS = 100
 DEFAULT_WARM_EPOCHS = 5
 DEFAULT_RETRAIN_EVERY = 10
+
+# The question budget (``service.budget``): off by default (the fixed τ screens). With a
+# budget of q, τ follows the 1 − q/100 quantile of the last BUDGET_WINDOW screened margins.
+DEFAULT_QUERY_BUDGET = None       # questions per 100 incoming examples, or None
+BUDGET_WINDOW = 500
+BUDGET_MIN_MARGINS = 20           # fewer margins known: the fixed τ still applies
+# The annotators' queue (``service.priority``): most likely to clean a label first, or FIFO.
+QUEUE_ORDERS = ("priority", "fifo")
+DEFAULT_QUEUE_ORDER = "priority"
+# Held-out metrics (``service.evaluation``): a set is scored once every class has this many
+# examples in it; the noisy hold-out takes this share of each bootstrap class (0: none).
+MIN_EVAL_PER_CLASS = 5
+DEFAULT_HOLDOUT_SHARE = 0.0
 
 # The first model audits its own bootstrap set (never screened) with these detectors and
 # turns the top suspects into queries: a fifth of the bootstrap, at most 50.
@@ -44,6 +59,8 @@ LIMITS = {
     "bootstrap_size": (2, 1_000_000),
     "retrain_every": (1, 1_000_000),
     "damping": (1e-12, 1e6),
+    "query_budget": (0.1, 100.0),
+    "holdout_share": (0.0, 0.5),
 }
 
 
@@ -72,19 +89,28 @@ class ProjectSpec:
     name: str
     classes: tuple[str, ...]
     input_shape: tuple[int, ...]
+    input_kind: str = "tabular"                 # tabular | image | text (featurize.py)
+    feature_names: tuple[str, ...] | None = None
     model: ModelSpec = field(default_factory=ModelSpec)
     threshold: float = DEFAULT_THRESHOLD
     strategy: str = DEFAULT_STRATEGY
     damping: float = COUNTEREXAMPLE_DAMPING
     bootstrap_size: int = DEFAULT_BOOTSTRAP_SIZE
     retrain: RetrainPolicy = field(default_factory=RetrainPolicy)
+    query_budget: float | None = DEFAULT_QUERY_BUDGET
+    queue_order: str = DEFAULT_QUEUE_ORDER
+    holdout_share: float = DEFAULT_HOLDOUT_SHARE
 
     @classmethod
-    def build(cls, name: str, classes, input_shape, model: dict | None = None,
-              retrain: dict | None = None, **settings) -> "ProjectSpec":
-        """A spec from plain values (nested dicts for ``model`` and ``retrain``)."""
+    def build(cls, name: str, classes, input_shape=None, model: dict | None = None,
+              retrain: dict | None = None, feature_names=None, **settings) -> "ProjectSpec":
+        """A spec from plain values (nested dicts for ``model`` and ``retrain``); a text
+        project without an ``input_shape`` gets ``DEFAULT_TEXT_FEATURES`` hashed features."""
+        if input_shape is None:
+            input_shape = (DEFAULT_TEXT_FEATURES,)
         return cls(name=name, classes=tuple(str(c) for c in classes),
                    input_shape=tuple(int(d) for d in input_shape),
+                   feature_names=None if feature_names is None else tuple(feature_names),
                    model=ModelSpec(**(model or {})), retrain=RetrainPolicy(**(retrain or {})),
                    **settings)
 
@@ -93,5 +119,6 @@ class ProjectSpec:
         values = asdict(self)
         values["classes"] = list(self.classes)
         values["input_shape"] = list(self.input_shape)
+        values["feature_names"] = None if self.feature_names is None else list(self.feature_names)
         return values
 

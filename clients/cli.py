@@ -6,6 +6,21 @@
     python -m clients PROJECT-ID stats
     python -m clients PROJECT-ID wait-idle [--timeout S]
     python -m clients bench [--url URL --token TOKEN] --json
+    python -m clients projects create --name N --classes a,b --input-shape 30 | --file SPEC.json
+    python -m clients projects list
+    python -m clients PROJECT-ID projects show | update [--threshold T ...] | history
+    python -m clients PROJECT-ID projects delete --yes
+    python -m clients PROJECT-ID tokens create --role ROLE [--name N] | list | revoke TOKEN-ID
+    python -m clients PROJECT-ID examples list [--status S] | show EXAMPLE-ID
+    python -m clients PROJECT-ID queries list | show Q | next | answer Q --label L
+                                         | release Q | correct Q --label L --reason R
+    python -m clients PROJECT-ID models list | retrain
+    python -m clients PROJECT-ID audits create --detectors a,b | list | show A | enqueue A
+    python -m clients PROJECT-ID overview show | compute | cell L P | action ... | progress
+    python -m clients PROJECT-ID webhooks create RECEIVER-URL | list | delete W | deliveries W
+    python -m clients health | metrics | openapi
+
+Every command prints JSON on stdout (``export`` its CSV/JSON lines, ``metrics`` its text).
 
 This module owns the parser's top level (connection options, the leading PROJECT-ID) and
 ``main()``: it resolves the URL, token and project, builds the client, runs the command
@@ -98,10 +113,11 @@ def main(argv: list[str] | None = None) -> int:
         project = int(os.environ["CINCER_PROJECT"])
     args.project = project
     if getattr(args, "needs_project", True) and args.project is None:
+        command = " ".join(filter(None, (args.command, getattr(args, "action", None))))
         print("error: give the project id before the command (python -m clients PROJECT-ID "
-              f"{args.command} ...), or --project / CINCER_PROJECT", file=sys.stderr)
+              f"{command} ...), or --project / CINCER_PROJECT", file=sys.stderr)
         return EXIT_BAD_INPUT
-    if not args.token:
+    if not args.token and getattr(args, "needs_token", True):
         print("error: no token: pass --token or set CINCER_TOKEN", file=sys.stderr)
         return EXIT_BAD_INPUT
     client = CincerClient(args.url, args.token,

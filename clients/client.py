@@ -154,6 +154,29 @@ class CincerClient:
         """``GET /projects/{pid}``: classes, input shape, settings, model version."""
         return self._json("GET", f"/projects/{int(pid)}")
 
+    def update_project(self, pid: int, changes: dict) -> dict:
+        """``PATCH /projects/{pid}`` (admin): change any of ``threshold, strategy, damping,
+        bootstrap_size, retrain`` (``{mode?, every_n_answers?}``); returns the project.
+        Each change goes into the project's history."""
+        return self._json("PATCH", f"/projects/{int(pid)}", json=changes)
+
+    def delete_project(self, pid: int) -> None:
+        """``DELETE /projects/{pid}`` (global admin token): the project and all its data."""
+        self._json("DELETE", f"/projects/{int(pid)}")
+
+    def project_history(self, pid: int) -> list[dict]:
+        """``GET /projects/{pid}/history``: settings changes ``{actor, changes, at}``,
+        oldest first."""
+        return self._json("GET", f"/projects/{int(pid)}/history")["items"]
+
+    def list_tokens(self, pid: int) -> list[dict]:
+        """``GET /projects/{pid}/tokens`` (admin): id, role, name, created_at, revoked."""
+        return self._json("GET", f"/projects/{int(pid)}/tokens")["items"]
+
+    def revoke_token(self, pid: int, tid: int) -> None:
+        """``DELETE /projects/{pid}/tokens/{tid}`` (admin): the token stops working at once."""
+        self._json("DELETE", f"/projects/{int(pid)}/tokens/{int(tid)}")
+
     def create_token(self, pid: int, role: str, name: str | None = None) -> dict:
         """``POST /projects/{pid}/tokens`` (admin); the secret is in ``["token"]``, once."""
         body = {"role": role}
@@ -221,14 +244,35 @@ class CincerClient:
         """One query, whatever its status."""
         return self._json("GET", f"/projects/{int(pid)}/queries/{int(qid)}")
 
-    def answer_query(self, pid: int, qid: int, example_label: int,
-                     counterexample_label: int | None = None) -> dict:
-        """``POST /projects/{pid}/queries/{qid}/answer``; replaying the same answer is
-        harmless, a lost lease or a different answer is a 409 ``ApiError``."""
-        body = {"example_label": int(example_label)}
-        if counterexample_label is not None:
-            body["counterexample_label"] = int(counterexample_label)
+    def list_queries(self, pid: int, status: str | None = None, offset: int = 0,
+                     limit: int = 50) -> dict:
+        """``GET /projects/{pid}/queries``: one page ``{items, total}``, optionally by
+        status (computing, open, leased, answered)."""
+        return self._json("GET", f"/projects/{int(pid)}/queries",
+                          params={"status": status, "offset": offset, "limit": limit})
+
+    def answer_query(self, pid: int, qid: int, example_label: int | str,
+                     counterexample_label: int | str | None = None,
+                     counterexample_not_sure: bool = False) -> dict:
+        """``POST /projects/{pid}/queries/{qid}/answer``; labels are class indices or
+        names. Replaying the same answer is harmless, a lost lease or a different answer is
+        a 409 ``ApiError``."""
+        body = _answer_body(example_label, counterexample_label, counterexample_not_sure)
         return self._json("POST", f"/projects/{int(pid)}/queries/{int(qid)}/answer", json=body)
+
+    def release_query(self, pid: int, qid: int) -> dict:
+        """``POST /projects/{pid}/queries/{qid}/release`` (annotator): skip a leased query."""
+        return self._json("POST", f"/projects/{int(pid)}/queries/{int(qid)}/release")
+
+    def correct_answer(self, pid: int, qid: int, example_label: int | str,
+                       counterexample_label: int | str | None = None, reason: str = "",
+                       counterexample_not_sure: bool = False) -> dict:
+        """``POST /projects/{pid}/queries/{qid}/correct`` (annotator): correct your answer;
+        ``reason`` goes into the label history."""
+        body = _answer_body(example_label, counterexample_label, counterexample_not_sure)
+        body["reason"] = reason
+        return self._json("POST", f"/projects/{int(pid)}/queries/{int(qid)}/correct",
+                          json=body)
 
     # -- models, stats, export -----------------------------------------------------------------
     def list_models(self, pid: int) -> list[dict]:
@@ -255,6 +299,11 @@ class CincerClient:
         return self._json("POST", f"/projects/{int(pid)}/audits",
                           json={"detectors": list(detectors), "top_k": int(top_k)})
 
+    def list_audits(self, pid: int, offset: int = 0, limit: int = 50) -> dict:
+        """``GET /projects/{pid}/audits``: one page ``{items, total}``, newest first."""
+        return self._json("GET", f"/projects/{int(pid)}/audits",
+                          params={"offset": offset, "limit": limit})
+
     def get_audit(self, pid: int, aid: int) -> dict:
         """``GET /projects/{pid}/audits/{aid}``: the audit, with its results once done."""
         return self._json("GET", f"/projects/{int(pid)}/audits/{int(aid)}")
@@ -264,6 +313,63 @@ class CincerClient:
         become review queries."""
         body = {} if top_k is None else {"top_k": int(top_k)}
         return self._json("POST", f"/projects/{int(pid)}/audits/{int(aid)}/enqueue", json=body)
+
+    # -- overview ------------------------------------------------------------------------------
+    def get_overview(self, pid: int) -> dict:
+        """``GET /projects/{pid}/overview``: the stored overview and its ``status``."""
+        return self._json("GET", f"/projects/{int(pid)}/overview")
+
+    def request_overview(self, pid: int) -> dict:
+        """``POST /projects/{pid}/overview`` (admin): (re)compute it in the background."""
+        return self._json("POST", f"/projects/{int(pid)}/overview")
+
+    def overview_cell(self, pid: int, label: int, prediction: int, min_score: float = 0.0,
+                      max_score: float = 1.0) -> dict:
+        """``GET /projects/{pid}/overview/cells/{label}/{prediction}``: the cell's examples
+        with a mismatch score in ``[min_score, max_score]``."""
+        return self._json("GET", f"/projects/{int(pid)}/overview/cells/{int(label)}/"
+                                 f"{int(prediction)}",
+                          params={"min_score": min_score, "max_score": max_score})
+
+    def overview_action(self, pid: int, action: str, example_ids: list[int],
+                        label: int | None = None, reason: str | None = None) -> dict:
+        """``POST /projects/{pid}/overview/actions`` (admin): relabel, confirm or remove."""
+        body = {"action": action, "example_ids": [int(i) for i in example_ids]}
+        if label is not None:
+            body["label"] = int(label)
+        if reason is not None:
+            body["reason"] = reason
+        return self._json("POST", f"/projects/{int(pid)}/overview/actions", json=body)
+
+    def overview_progress(self, pid: int) -> list[dict]:
+        """``GET /projects/{pid}/overview/progress``: answers and changes per version."""
+        return self._json("GET", f"/projects/{int(pid)}/overview/progress")["items"]
+
+    def overview_progress_png(self, pid: int) -> bytes:
+        """``GET /projects/{pid}/overview/progress.png``: the progress plot."""
+        return self.request("GET", f"/projects/{int(pid)}/overview/progress.png").content
+
+    # -- webhooks ------------------------------------------------------------------------------
+    def create_webhook(self, pid: int, url: str, events: list[str] | None = None) -> dict:
+        """``POST /projects/{pid}/webhooks`` (admin); the signing secret is shown once."""
+        body = {"url": url}
+        if events is not None:
+            body["events"] = list(events)
+        return self._json("POST", f"/projects/{int(pid)}/webhooks", json=body)
+
+    def list_webhooks(self, pid: int) -> list[dict]:
+        """``GET /projects/{pid}/webhooks`` (admin): the active endpoints."""
+        return self._json("GET", f"/projects/{int(pid)}/webhooks")["items"]
+
+    def delete_webhook(self, pid: int, wid: int) -> None:
+        """``DELETE /projects/{pid}/webhooks/{wid}`` (admin): deactivate an endpoint."""
+        self._json("DELETE", f"/projects/{int(pid)}/webhooks/{int(wid)}")
+
+    def list_deliveries(self, pid: int, wid: int, offset: int = 0, limit: int = 50) -> dict:
+        """``GET /projects/{pid}/webhooks/{wid}/deliveries`` (admin): one page, newest
+        first."""
+        return self._json("GET", f"/projects/{int(pid)}/webhooks/{int(wid)}/deliveries",
+                          params={"offset": offset, "limit": limit})
 
     # -- waiting -------------------------------------------------------------------------------
     @staticmethod
@@ -285,6 +391,20 @@ class CincerClient:
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"project {pid} still busy after {timeout:g} s: {stats}")
             time.sleep(poll)
+
+
+def _label(value):
+    """A class name stays a string; an index (numpy integers too) becomes an int."""
+    return value if isinstance(value, str) else int(value)
+
+
+def _answer_body(example_label, counterexample_label, not_sure: bool) -> dict:
+    body = {"example_label": _label(example_label)}
+    if counterexample_label is not None:
+        body["counterexample_label"] = _label(counterexample_label)
+    if not_sure:
+        body["counterexample_not_sure"] = True
+    return body
 
 
 def _jsonable_item(item: dict) -> dict:

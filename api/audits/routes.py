@@ -1,12 +1,19 @@
 """``/projects/<pid>/audits``."""
 from __future__ import annotations
 
-from ..auth import requires
 from cincer_service.service import audits
 
+from ..auth import requires
 from ..extensions import get_context
 from ..fields import Blueprint
-from .schemas import AuditCreateSchema, AuditEnqueuedSchema, AuditEnqueueSchema, AuditSchema
+from .schemas import (
+    AuditCreateSchema,
+    AuditEnqueuedSchema,
+    AuditEnqueueSchema,
+    AuditListArgsSchema,
+    AuditPageSchema,
+    AuditSchema,
+)
 
 blp = Blueprint("audits", __name__, url_prefix="/projects/<int:pid>/audits",
                 description="Offline audits: score the training set, queue top suspects.")
@@ -36,3 +43,12 @@ def get_audit(pid, aid):
 def enqueue_audit(body, pid, aid):
     """Turn a finished audit's top suspects into review queries."""
     return audits.enqueue_audit(get_context(), pid, aid, body.get("top_k"))
+
+
+@blp.route("", methods=["GET"])
+@requires()
+@blp.arguments(AuditListArgsSchema, location="query")
+@blp.response(200, AuditPageSchema)
+def list_audits(args, pid):
+    """One page of the project's audits, newest first."""
+    return audits.list_audits(get_context(), pid, offset=args["offset"], limit=args["limit"])

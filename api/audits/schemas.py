@@ -48,3 +48,14 @@ class AuditEnqueuedSchema(ma.Schema):
     audit_id = fields.Integer()
     query_ids = fields.List(fields.Integer())
     enqueued = fields.Integer()
+
+
+class AuditListArgsSchema(ma.Schema):
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=2**53))
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500),
+                           metadata={"description": "page size (at most 500)"})
+
+
+class AuditPageSchema(ma.Schema):
+    items = fields.List(fields.Nested(AuditSchema), metadata={"description": "newest first"})
+    total = fields.Integer()

@@ -7,13 +7,20 @@ from marshmallow import fields, validate, validates
 
 from cincer_service.service.context import EXAMPLE_STATUSES
 
-from ..fields import Identifier, Label, Name, NumberArray
+from ..fields import FreeText, Identifier, Label, Name, NumberArray
 
 
 class ExampleInSchema(ma.Schema):
     external_id = Identifier(allow_none=True, metadata={"type": "string",
                                                         "description": "your id (≤ 200 chars)"})
-    x = NumberArray(required=True)
+    x = NumberArray(metadata={"description": "the input as nested lists of numbers "
+                                             "(tabular and image projects)"})
+    image = FreeText(max_length=4_000_000, metadata={
+        "description": "image projects: a base64 PNG or JPEG instead of x"})
+    text = FreeText(max_length=20_000, metadata={
+        "description": "text projects: the text, shown to annotators"})
+    embedding = NumberArray(max_depth=1, metadata={
+        "description": "text projects: your own embedding of the text (else it is hashed)"})
     label = Label(required=True, metadata={
         "description": "class name, or class index 0..len(classes)-1"})
     source = Name(allow_none=True)
@@ -71,6 +78,7 @@ class ExampleSchema(ma.Schema):
     external_id = fields.String(allow_none=True)
     source = fields.String(allow_none=True)
     x = fields.Raw(metadata={"type": "array", "items": {}})
+    text = fields.String(allow_none=True, metadata={"description": "a text project's text"})
     label = fields.Integer()
     label_name = fields.String()
     original_label = fields.Integer()

@@ -10,7 +10,11 @@ class ModelVersionSchema(ma.Schema):
     train_size = fields.Integer()
     mode = fields.String(metadata={"description": "scratch or warm"})
     generation = fields.Integer()
-    metrics = fields.Dict(metadata={"description": "train_accuracy, epochs, seconds"})
+    metrics = fields.Dict(metadata={"description": "train_accuracy, epochs, seconds, and "
+                                                   "heldout: {trusted, holdout_noisy, "
+                                                   "min_per_class}, each set {status: ok, n, "
+                                                   "accuracy, f1_weighted, log_loss, ece} or "
+                                                   "{status: too_few, n, min} or {status: off}"})
     created_at = fields.DateTime()
 
 

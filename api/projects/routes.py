@@ -1,15 +1,27 @@
-"""``/projects``: create and read projects, mint tokens, stats and export."""
+"""``/projects``: create, read, change and delete projects; mint, list and revoke tokens;
+settings history, stats and export."""
 from __future__ import annotations
 
 from flask import Response
 
-from ..auth import authenticated, current_principal, requires
 from cincer_service.service import access, projects, reports
 
+from ..auth import authenticated, current_principal, requires
+from ..errors import ErrorSchema
 from ..extensions import get_context
 from ..fields import Blueprint
-from .schemas import (ExportArgsSchema, ProjectCreateSchema, ProjectListSchema, ProjectSchema,
-                      StatsSchema, TokenCreateSchema, TokenSchema)
+from .schemas import (
+    ExportArgsSchema,
+    ProjectCreateSchema,
+    ProjectHistorySchema,
+    ProjectListSchema,
+    ProjectSchema,
+    ProjectUpdateSchema,
+    StatsSchema,
+    TokenCreateSchema,
+    TokenListSchema,
+    TokenSchema,
+)
 
 blp = Blueprint("projects", __name__, url_prefix="/projects",
                 description="Projects, their tokens, statistics and label export.")
@@ -42,6 +54,54 @@ def create_project(spec):
 def get_project(pid):
     """One project, with its latest model version."""
     return projects.get_project(get_context(), pid)
+
+
+@blp.route("/<int:pid>", methods=["PATCH"])
+@requires("admin")
+@blp.arguments(ProjectUpdateSchema)
+@blp.response(200, ProjectSchema)
+@blp.alt_response(409, schema=ErrorSchema, description="bootstrap_size changed after the "
+                                                      "bootstrap set was complete")
+def update_project(body, pid):
+    """Change settings (threshold, strategy, damping, bootstrap_size, retrain) with the
+    ranges of creation; each change is recorded in the project's history. Name, classes,
+    input_shape and model cannot change (422)."""
+    return projects.update_project(get_context(), pid, body, current_principal().name)
+
+
+@blp.route("/<int:pid>", methods=["DELETE"])
+@requires("admin")
+@blp.response(204)
+def delete_project(pid):
+    """Delete the project with all its data (examples, label history, queries, models,
+    audits, tokens, webhooks); global admin token only."""
+    access.authorize(current_principal(), None, "admin")
+    projects.delete_project(get_context(), pid)
+
+
+@blp.route("/<int:pid>/history", methods=["GET"])
+@requires()
+@blp.response(200, ProjectHistorySchema)
+def history(pid):
+    """The project's settings changes, oldest first: who changed what, from what to what."""
+    return {"items": projects.project_history(get_context(), pid)}
+
+
+@blp.route("/<int:pid>/tokens", methods=["GET"])
+@requires("admin")
+@blp.response(200, TokenListSchema)
+def list_tokens(pid):
+    """The project's tokens (revoked ones flagged); never their secrets."""
+    return {"items": access.list_tokens(get_context(), pid)}
+
+
+@blp.route("/<int:pid>/tokens/<int:tid>", methods=["DELETE"])
+@requires("admin")
+@blp.response(204)
+@blp.alt_response(409, schema=ErrorSchema, description="the token is already revoked")
+def revoke_token(pid, tid):
+    """Revoke a token: it stops authenticating at once and its leased queries reopen."""
+    access.revoke_token(get_context(), pid, tid)
 
 
 @blp.route("/<int:pid>/tokens", methods=["POST"])

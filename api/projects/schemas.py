@@ -4,11 +4,12 @@ from __future__ import annotations
 import math
 
 import marshmallow as ma
-from marshmallow import fields, post_load, validate, validates_schema
+from marshmallow import fields, post_load, pre_load, validate, validates_schema
 
 from cincer_service import spec
 from cincer_service.catalog import STRATEGY_NAMES
 from cincer_service.service import ROLES
+from cincer_service.service.projects import FIXED_SETTINGS, MUTABLE_SETTINGS
 
 from ..fields import Name, StrictFloat, StrictInteger
 
@@ -32,15 +33,9 @@ class RetrainSpecSchema(ma.Schema):
     every_n_answers = StrictInteger(validate=_range("retrain_every"))
 
 
-class ProjectCreateSchema(ma.Schema):
-    """A new project; loads into a ``cincer_service.spec.ProjectSpec`` (defaults filled)."""
+class ProjectSettingsSchema(ma.Schema):
+    """The settings a project may change after creation, with the ranges of creation."""
 
-    name = Name(required=True)
-    classes = fields.List(Name(), required=True, validate=validate.Length(
-        *spec.LIMITS["classes"]))
-    input_shape = fields.List(StrictInteger(validate=validate.Range(min=1, max=1_000_000)),
-                              required=True, validate=validate.Length(*spec.LIMITS["input_dims"]))
-    model = fields.Nested(ModelSpecSchema)
     threshold = StrictFloat(validate=validate.Range(min=0, max=1), metadata={
         "description": f"margin above which an example is suspicious "
                        f"(default {spec.DEFAULT_THRESHOLD})"})
@@ -50,12 +45,54 @@ class ProjectCreateSchema(ma.Schema):
     bootstrap_size = StrictInteger(validate=_range("bootstrap_size"), metadata={
         "description": f"default {spec.DEFAULT_BOOTSTRAP_SIZE}"})
     retrain = fields.Nested(RetrainSpecSchema)
+    query_budget = StrictFloat(allow_none=True, validate=_range("query_budget"), metadata={
+        "description": "at most about this many questions per 100 incoming examples: the "
+                       "threshold then follows the matching quantile of recent margins; "
+                       "null (the default) screens with the fixed threshold"})
+    queue_order = fields.String(validate=validate.OneOf(spec.QUEUE_ORDERS), metadata={
+        "description": "priority (default: the query most likely to clean a label first) "
+                       "or fifo (the oldest first)"})
+
+
+class ProjectCreateSchema(ProjectSettingsSchema):
+    """A new project; loads into a ``cincer_service.spec.ProjectSpec`` (defaults filled)."""
+
+    name = Name(required=True)
+    classes = fields.List(Name(), required=True, validate=validate.Length(
+        *spec.LIMITS["classes"]))
+    input_shape = fields.List(StrictInteger(validate=validate.Range(min=1, max=1_000_000)),
+                              validate=validate.Length(*spec.LIMITS["input_dims"]), metadata={
+                                  "description": "shape of one input; required except for text "
+                                                 "(default [1024] hashed n-gram features, or "
+                                                 "the length of your embeddings)"})
+    input_kind = fields.String(load_default="tabular", validate=validate.OneOf(spec.INPUT_KINDS),
+                               metadata={"description": "tabular (a vector, shown as a table), "
+                                                        "image ([h, w] or [h, w, c]) or text"})
+    feature_names = fields.List(Name(), metadata={
+        "description": "tabular: one name per input number, shown to annotators"})
+    model = fields.Nested(ModelSpecSchema)
+    holdout_share = StrictFloat(validate=_range("holdout_share"), metadata={
+        "description": "share of each class of the bootstrap set held out of training to "
+                       "score every model version on the same (noisy) labels (default "
+                       f"{spec.DEFAULT_HOLDOUT_SHARE}: none)"})
 
     @validates_schema
     def consistent(self, data, **_):
         classes, shape = data.get("classes") or [], data.get("input_shape") or []
+        kind, names = data.get("input_kind", "tabular"), data.get("feature_names")
         if len(set(classes)) != len(classes):
             raise ma.ValidationError("class names must be distinct", "classes")
+        if not shape and kind != "text":
+            raise ma.ValidationError("required for tabular and image projects", "input_shape")
+        if kind == "image" and len(shape) not in (2, 3):
+            raise ma.ValidationError("an image project needs [height, width] or [height, "
+                                     "width, channels]", "input_shape")
+        if kind == "text" and len(shape) > 1:
+            raise ma.ValidationError("a text project's input is a vector: [n_features]",
+                                     "input_shape")
+        if names is not None and (kind != "tabular" or len(names) != math.prod(shape or [0])):
+            raise ma.ValidationError("tabular projects only, one name per input number",
+                                     "feature_names")
         if shape and math.prod(shape) > spec.LIMITS["input_size"]:
             raise ma.ValidationError(f"at most {spec.LIMITS['input_size']} numbers per "
                                      "example", "input_shape")
@@ -68,11 +105,47 @@ class ProjectCreateSchema(ma.Schema):
         return spec.ProjectSpec.build(**data)
 
 
+class ProjectUpdateSchema(ProjectSettingsSchema):
+    """Any of a project's settings; name, classes, input_shape and model are fixed (422)."""
+
+    @pre_load
+    def fixed_settings(self, data, **_):
+        if isinstance(data, dict):
+            fixed = [k for k in FIXED_SETTINGS if k in data]
+            if fixed:
+                raise ma.ValidationError({k: ["cannot be changed after creation"]
+                                          for k in fixed})
+        return data
+
+    @validates_schema
+    def not_empty(self, data, **_):
+        if not data:
+            raise ma.ValidationError("give at least one of " + ", ".join(MUTABLE_SETTINGS))
+        if "retrain" in data and not data["retrain"]:
+            raise ma.ValidationError("give mode or every_n_answers", "retrain")
+
+
+class ProjectEventSchema(ma.Schema):
+    id = fields.Integer()
+    project_id = fields.Integer()
+    actor = fields.String(metadata={"description": "name of the token that made the change"})
+    changes = fields.Dict(keys=fields.String(), values=fields.Dict(), metadata={
+        "description": 'setting -> {"old": ..., "new": ...}'})
+    at = fields.DateTime()
+
+
+class ProjectHistorySchema(ma.Schema):
+    items = fields.List(fields.Nested(ProjectEventSchema), metadata={
+        "description": "settings changes, oldest first"})
+
+
 class ProjectSchema(ma.Schema):
     id = fields.Integer()
     name = fields.String()
     classes = fields.List(fields.String())
     input_shape = fields.List(fields.Integer())
+    input_kind = fields.String()
+    feature_names = fields.List(fields.String(), allow_none=True)
     model = fields.Dict()
     threshold = fields.Float()
     strategy = fields.String()
@@ -83,6 +156,11 @@ class ProjectSchema(ma.Schema):
     model_version = fields.Integer(allow_none=True)
     state = fields.String(metadata={"enum": ["collecting_bootstrap", "training_first_model",
                                              "ready"]})
+    threshold_mode = fields.String(metadata={"enum": ["fixed", "budget"]})
+    query_budget = fields.Float(allow_none=True, metadata={
+        "description": "questions per 100 incoming examples, or null (fixed threshold)"})
+    queue_order = fields.String(metadata={"enum": list(spec.QUEUE_ORDERS)})
+    holdout_share = fields.Float()
 
 
 class ProjectListSchema(ma.Schema):
@@ -92,6 +170,22 @@ class ProjectListSchema(ma.Schema):
 class TokenCreateSchema(ma.Schema):
     role = fields.String(required=True, validate=validate.OneOf(ROLES))
     name = Name()
+
+
+class TokenInfoSchema(ma.Schema):
+    """A token as the admin lists it: never the secret or its hash."""
+
+    id = fields.Integer()
+    project_id = fields.Integer()
+    role = fields.String(metadata={"enum": list(ROLES)})
+    name = fields.String()
+    created_at = fields.DateTime()
+    revoked = fields.Boolean(metadata={"description": "revoked tokens no longer "
+                                                      "authenticate"})
+
+
+class TokenListSchema(ma.Schema):
+    items = fields.List(fields.Nested(TokenInfoSchema))
 
 
 class TokenSchema(ma.Schema):
@@ -120,6 +214,14 @@ class StatsSchema(ma.Schema):
     failing_jobs = fields.List(fields.Dict(), metadata={
         "description": "jobs backing off after failures: job, arg, failures, last_error, "
                        "retry_at"})
+    threshold = fields.Dict(metadata={
+        "description": "{mode (fixed, budget or budget_warmup), fixed, budget, effective: the "
+                       "threshold the next screening starts from, window: margins known}"})
+    heldout = fields.Dict(allow_none=True, metadata={
+        "description": "the newest model version's held-out metrics: {version, trusted, "
+                       "holdout_noisy, min_per_class}; each set is {status: ok, n, accuracy, "
+                       "f1_weighted, log_loss, ece} or {status: too_few, n, min} or "
+                       "{status: off}"})
 
 
 class ExportArgsSchema(ma.Schema):

@@ -11,6 +11,7 @@ class QuerySideSchema(ma.Schema):
     id = fields.Integer()
     external_id = fields.String(allow_none=True)
     x = fields.Raw(metadata={"type": "array", "items": {}})
+    text = fields.String(allow_none=True, metadata={"description": "a text project's text"})
     label = fields.Integer(metadata={"description": "the current label (class index)"})
     label_name = fields.String()
     prediction = fields.Integer(allow_none=True)
@@ -41,6 +42,14 @@ class QuerySchema(ma.Schema):
     lease_expires_at = fields.DateTime(allow_none=True)
     answer = fields.Nested(AnswerSchema, allow_none=True)
     created_at = fields.DateTime()
+    priority = fields.Float(allow_none=True, metadata={
+        "description": "estimated probability that answering cleans a label (margin, the "
+                       "counter-example's ranking score, the class's history of errors); "
+                       "the queue leases the highest first"})
+    priority_terms = fields.Dict(allow_none=True, metadata={
+        "description": "the terms behind priority: margin, class_error_rate, "
+                       "overall_error_rate, p_example, counterexample_standout, "
+                       "counterexample_error_rate, p_counterexample"})
 
 
 class AnswerInSchema(ma.Schema):

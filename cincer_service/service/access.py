@@ -3,6 +3,10 @@
 Tokens are stored as the SHA-256 of their secret; the secret is shown once, when minted.
 Roles: ``admin`` (everything; the global admin token has no project), ``ingest``,
 ``annotator`` and ``viewer`` (read only). Every token may read its own project.
+
+A revoked token keeps its row (its id stays taken, so leases and answers recorded under it
+never pass to a new token) but its stored hash is replaced by ``revoked:<id>``, which no
+SHA-256 digest equals: it stops authenticating at once.
 """
 from __future__ import annotations
 
@@ -10,13 +14,14 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 
-from .context import ServiceContext, project_row
-from .errors import Forbidden, Unauthorized
-from .store import Token
+from .context import ServiceContext, project_child, project_row
+from .errors import Conflict, Forbidden, Unauthorized
+from .store import IdempotencyKey, Query, Token
 
 ROLES = ("admin", "ingest", "annotator", "viewer")
+REVOKED_PREFIX = "revoked:"          # a revoked token's ``secret_hash``: never a hex digest
 
 
 @dataclass(frozen=True)
@@ -84,3 +89,45 @@ def create_token(ctx: ServiceContext, pid: int, role: str, name: str) -> dict:
         s.flush()
         return {"id": token.id, "project_id": pid, "role": role, "name": token.name,
                 "token": secret, "created_at": token.created_at}
+
+
+def token_view(t: Token) -> dict:
+    """A token as the admin sees it: never its secret or the secret's hash."""
+    return {"id": t.id, "project_id": t.project_id, "role": t.role, "name": t.name,
+            "created_at": t.created_at, "revoked": is_revoked(t)}
+
+
+def is_revoked(t: Token) -> bool:
+    """Whether ``t`` was revoked (its hash replaced by the revoked marker)."""
+    return t.secret_hash.startswith(REVOKED_PREFIX)
+
+
+def list_tokens(ctx: ServiceContext, pid: int) -> list[dict]:
+    """Every token of project ``pid`` (revoked ones included, flagged), oldest first;
+    ``NotFound`` when the project does not exist."""
+    with ctx.store.session() as s:
+        project_row(s, pid)
+        return [token_view(t) for t in s.scalars(
+            select(Token).where(Token.project_id == pid).order_by(Token.id))]
+
+
+def revoke_token(ctx: ServiceContext, pid: int, tid: int) -> dict:
+    """Revoke token ``tid`` of project ``pid``: it stops authenticating at once, the
+    queries it holds leased are open again and its stored idempotent answers are dropped.
+
+    ``NotFound`` when the project or the token (in that project) does not exist -- the
+    global admin token belongs to no project, so it cannot be revoked here; ``Conflict``
+    when the token is already revoked."""
+    with ctx.store.session() as s:
+        project_row(s, pid)
+        token = project_child(s, Token, pid, tid, "token")
+        if is_revoked(token):
+            raise Conflict(f"token {tid} is already revoked", {"token_id": tid})
+        token.secret_hash = f"{REVOKED_PREFIX}{token.id}"
+        s.execute(update(Query).where(Query.project_id == pid, Query.status == "leased",
+                                      Query.lease_holder == tid)
+                  .values(status="open", lease_holder=None, lease_expires_at=None)
+                  .execution_options(synchronize_session=False))
+        s.execute(delete(IdempotencyKey).where(IdempotencyKey.token_id == tid))
+        s.flush()
+        return token_view(token)

@@ -12,7 +12,8 @@ import numpy as np
 from sqlalchemy import select, update
 
 from ..catalog import DETECTOR_NAMES
-from .context import (TRAINING, ServiceContext, audit_row, latest_version, project_row)
+from . import webhooks
+from .context import TRAINING, ServiceContext, audit_row, latest_version, project_row
 from .errors import BadInput, Conflict
 from .leases import RowLease
 from .store import Audit, Example, Query
@@ -90,18 +91,28 @@ def run_audit(ctx: ServiceContext, aid: int, progress=None) -> str | None:
         report = find_issues(state, detectors, trusted=trusted, inputs=X, top_k=top_k,
                              progress=report_progress)
         with ctx.store.session() as s:
-            s.execute(update(Audit).where(lease.held_by_me()).values(
+            done = s.execute(update(Audit).where(lease.held_by_me()).values(
                 status="done", progress=1.0, result=report.to_dict(ids),
                 **lease.release_values()))
+            queued = done.rowcount == 1 and webhooks.emit(s, project.id, "audit.finished", {
+                "audit_id": aid, "status": "done", "detectors": detectors, "top_k": top_k,
+                "automatic": auto, "error": None})
     except Exception as exc:
         lease.stop()
         with ctx.store.session() as s:
-            s.execute(update(Audit).where(lease.held_by_me()).values(
+            failed = s.execute(update(Audit).where(lease.held_by_me()).values(
                 status="failed", error=f"{type(exc).__name__}: {exc}",
                 **lease.release_values()))
+            pid = s.get(Audit, aid).project_id
+            queued = failed.rowcount == 1 and webhooks.emit(s, pid, "audit.finished", {
+                "audit_id": aid, "status": "failed", "error": f"{type(exc).__name__}: {exc}"})
+        if queued:
+            ctx.submit("deliver_webhooks", pid)
         raise
     finally:
         lease.stop()
+    if queued:
+        ctx.submit("deliver_webhooks", project.id)
     if auto:
         enqueue_audit(ctx, project.id, aid, origin="bootstrap")
     return "done"
@@ -111,7 +122,7 @@ def enqueue_audit(ctx: ServiceContext, pid: int, aid: int, top_k: int | None = N
                   origin: str = "audit") -> dict:
     """Turn a finished audit's top suspects into review queries (each then gets a
     counter-example); suspects already confirmed or under review are skipped."""
-    from ..cleaning import margin            # TensorFlow: only where models run
+    from ..cleaning import margin  # TensorFlow: only where models run
     created = []
     with ctx.store.session() as s:
         project = project_row(s, pid)
@@ -138,3 +149,15 @@ def enqueue_audit(ctx: ServiceContext, pid: int, aid: int, top_k: int | None = N
     for qid in created:
         ctx.submit("counterexample", qid)
     return {"audit_id": aid, "query_ids": created, "enqueued": len(created)}
+
+
+def list_audits(ctx: ServiceContext, pid: int, offset: int = 0, limit: int = 50) -> dict:
+    """One page ``{items, total}`` of the project's audits, newest first (each as
+    ``get_audit`` shows it); ``NotFound`` for an unknown project."""
+    from sqlalchemy import func
+    with ctx.store.session() as s:
+        project_row(s, pid)
+        total = s.scalar(select(func.count(Audit.id)).where(Audit.project_id == pid))
+        rows = s.scalars(select(Audit).where(Audit.project_id == pid)
+                         .order_by(Audit.id.desc()).offset(offset).limit(limit))
+        return {"items": [audit_view(a) for a in rows], "total": total}

@@ -23,7 +23,7 @@ from .store import Audit, Example, ModelVersion, Project, Query, Store
 log = logging.getLogger(__name__)
 
 TRAINING = ("accepted", "reviewed")          # example statuses that form the training set
-EXAMPLE_STATUSES = ("pending", "accepted", "suspicious", "reviewed")
+EXAMPLE_STATUSES = ("pending", "accepted", "suspicious", "reviewed", "removed")
 
 
 class ServiceContext:

@@ -10,6 +10,8 @@ import numpy as np
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from ..featurize import BadItem, featurize
+from . import webhooks
 from .context import TRAINING, ServiceContext, example_row, project_row
 from .errors import BadInput, Conflict
 from .projects import label_error, label_index, label_name
@@ -19,7 +21,7 @@ from .store import Example, LabelEvent, Project, utcnow
 def example_view(e: Example, project: Project) -> dict:
     """The example as the API shows it, labels with their class names."""
     return {"id": e.id, "external_id": e.external_id, "source": e.source,
-            "x": e.features(project.input_shape).tolist(), "label": e.label,
+            "x": e.features(project.input_shape).tolist(), "text": e.raw, "label": e.label,
             "label_name": label_name(project.classes, e.label),
             "original_label": e.original_label,
             "original_label_name": label_name(project.classes, e.original_label),
@@ -75,7 +77,7 @@ def _ingest(ctx: ServiceContext, pid: int, items: list, actor: str) -> list[dict
                 Example.project_id == pid, Example.status.in_(TRAINING)))
             labels = set(s.scalars(select(Example.label).where(
                 Example.project_id == pid, Example.status.in_(TRAINING)).distinct()))
-        now, results, training_changed = utcnow(), [], False
+        now, results, training_changed, queued = utcnow(), [], False, False
         for row in rows:
             old = known.get(row["external_id"])
             if old is None:
@@ -97,6 +99,10 @@ def _ingest(ctx: ServiceContext, pid: int, items: list, actor: str) -> list[dict
                 s.add(LabelEvent(example_id=old.id, old_label=old.label,
                                  new_label=row["label"], why="ingest_update", actor=actor,
                                  at=now))
+                queued |= webhooks.emit(s, pid, "label.changed", {
+                    "example_id": old.id, "external_id": old.external_id,
+                    "old_label": old.label, "new_label": row["label"], "why": "ingest_update",
+                    "actor": actor, "query_id": None, "reason": None})
                 old.label, old.updated_at = row["label"], now
                 training_changed |= old.status in TRAINING
                 results.append({"id": old.id, "status": old.status, "outcome": "updated"})
@@ -107,6 +113,8 @@ def _ingest(ctx: ServiceContext, pid: int, items: list, actor: str) -> list[dict
         if changes:
             s.execute(update(Project).where(Project.id == pid).values(**changes))
         pending = any(r["status"] == "pending" and r["outcome"] == "created" for r in results)
+    if queued:
+        ctx.submit("deliver_webhooks", pid)
     if bootstrap_done:
         ctx.submit("retrain", pid)
     if pending:
@@ -115,8 +123,9 @@ def _ingest(ctx: ServiceContext, pid: int, items: list, actor: str) -> list[dict
 
 
 def validate_items(project: Project, items: list) -> list[dict]:
-    """Check each item against the project's input shape and classes (a label is a class
-    name or index); ``BadInput`` listing every bad field, or the rows to store."""
+    """Check each item against the project's input kind, shape and classes (a label is a
+    class name or index) and featurize it; ``BadInput`` listing every bad field, or the
+    rows to store."""
     shape, classes = tuple(project.input_shape), project.classes
     errors, rows, seen = {}, [], set()
     for i, item in enumerate(items):
@@ -134,23 +143,18 @@ def validate_items(project: Project, items: list) -> list[dict]:
                 errors[f"{where}.external_id"] = ["appears twice in this batch"]
             seen.add(external_id)
         try:
-            x = np.asarray(item.get("x"), dtype=np.float32)
-        except (TypeError, ValueError):
-            errors[f"{where}.x"] = [f"a nested list of numbers of shape {list(shape)}"]
-            continue
-        if x.shape != shape:
-            errors[f"{where}.x"] = [f"shape {list(x.shape)} does not match input_shape "
-                                    f"{list(shape)}"]
-            continue
-        if not np.isfinite(x).all():
-            errors[f"{where}.x"] = ["NaN or infinite values"]
+            x, raw = featurize(project.input_kind, item, shape)
+        except BadItem as exc:
+            errors.update({f"{where}.{field}": messages
+                           for field, messages in exc.errors.items()})
             continue
         if label is None:
             continue
         source = item.get("source")
         rows.append({"external_id": external_id,
                      "source": None if source is None else str(source)[:200],
-                     "x": np.ascontiguousarray(x).tobytes(), "label": label,
+                     "x": np.ascontiguousarray(x, dtype=np.float32).tobytes(), "raw": raw,
+                     "label": label,
                      "original_label": label})
     if errors:
         raise BadInput(f"{len(errors)} invalid field(s); nothing was stored", errors)

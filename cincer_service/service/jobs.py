@@ -16,7 +16,7 @@ from typing import Callable
 
 from sqlalchemy import and_, delete, or_, select
 
-from . import audits, overview, queries, training
+from . import audits, overview, queries, training, webhooks
 from .context import ServiceContext
 from .store import Audit, Example, JobBackoff, ModelVersion, Project, Query, utcnow
 
@@ -29,8 +29,9 @@ BACKOFF_CAP_SECONDS = 300.0
 
 def reconcile(ctx: ServiceContext, _arg=None) -> dict:
     """Re-submit unfinished work: pending examples, computing queries, wanted retrains
-    (once the bootstrap set is complete), queued or abandoned audits. Jobs backing off after
-    failures wait until their ``retry_at``. Returns how many of each kind were submitted."""
+    (once the bootstrap set is complete), queued or abandoned audits, due webhook
+    deliveries. Jobs backing off after failures wait until their ``retry_at``. Returns how
+    many of each kind were submitted."""
     now = utcnow()
     with ctx.store.session() as s:
         with_model = set(s.scalars(select(ModelVersion.project_id).distinct()))
@@ -48,6 +49,7 @@ def reconcile(ctx: ServiceContext, _arg=None) -> dict:
             "audit": s.scalars(select(Audit.id).where(or_(
                 Audit.status == "queued",
                 and_(Audit.status == "running", Audit.lease_until < now)))).all(),
+            "deliver_webhooks": webhooks.due_projects(s, now),
         }
         waiting = set(s.execute(select(JobBackoff.name, JobBackoff.arg)
                                 .where(JobBackoff.retry_at > now)).all())
@@ -98,7 +100,7 @@ def failing_jobs(s, pid: int) -> list[dict]:
 
 
 def _project_of(s, name: str, arg) -> int | None:
-    if name in ("retrain", "screen"):
+    if name in ("retrain", "screen", "overview", "deliver_webhooks"):
         return arg
     row = {"counterexample": Query, "audit": Audit}.get(name)
     found = s.get(row, arg) if row is not None and arg is not None else None
@@ -119,6 +121,7 @@ JOBS: dict[str, Job] = {
     "retrain": Job(training.retrain, progress=True),
     "audit": Job(audits.run_audit, progress=True),
     "overview": Job(overview.compute_overview, progress=True),
+    "deliver_webhooks": Job(webhooks.deliver_webhooks),
     "reconcile": Job(reconcile),
 }
 

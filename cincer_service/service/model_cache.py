@@ -48,7 +48,8 @@ class ModelCache:
 
     def entry(self, project: Project, version: ModelVersion) -> dict:
         """``{"classifier", "state", "lock"}`` for ``version`` (built on first use)."""
-        key = (project.id, version.version)
+        # The row id and creation time: SQLite may reuse the ids of a deleted project.
+        key = (version.id, version.created_at)
         with self._lock:
             if key in self._entries:
                 self._entries.move_to_end(key)

@@ -114,7 +114,7 @@ def request_overview(ctx: ServiceContext, pid: int) -> dict:
 def compute_overview(ctx: ServiceContext, pid: int, progress=None) -> str | None:
     """Compute and store the project's overview (job ``overview``); ``None`` when none is
     wanted or another worker holds it."""
-    from ..detectors.duplicates import near_duplicates     # TensorFlow: only in jobs
+    from ..detectors.duplicates import near_duplicates  # TensorFlow: only in jobs
     now = utcnow()
     lease = timedelta(seconds=ctx.settings.retrain_lease_seconds)
     with ctx.store.session() as s:
@@ -287,7 +287,8 @@ def progress_plot(ctx: ServiceContext, pid: int) -> bytes:
         total.plot(x, np.cumsum([r["relabels"] for r in rows]), color="#1d2430",
                    marker="o", label="labels changed, total")
         total.set_ylabel("total changed")
-        total.set_ylim(bottom=0)
+        total.set_ylim(0, max(1, sum(r["relabels"] for r in rows)) * 1.15)
+        axes.set_ylim(0, max([1] + [max(r["answers"], r["relabels"]) for r in rows]) * 1.15)
         handles = axes.get_legend_handles_labels()
         more = total.get_legend_handles_labels()
         axes.legend(handles[0] + more[0], handles[1] + more[1], loc="upper left",

@@ -1,16 +1,41 @@
-"""Projects: create, read and list them.
+"""Projects: create, read, list, change their settings (with a history) and delete them.
 
 A project is created from a ``ProjectSpec`` (``cincer_service.spec``), which the caller has
-validated (the API schema builds it); this module trusts it and stores its columns.
+validated (the API schema builds it); this module trusts it and stores its columns. The
+same holds for settings changes (``update_project``): the API schema checks the ranges;
+each change is recorded as a ``ProjectEvent``.
 """
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import String, and_, cast, delete, or_, select
 
 from ..spec import ProjectSpec
 from .context import ServiceContext, latest_version_number, project_row
-from .training import lifecycle
-from .store import Project
+from .errors import BadInput, Conflict
+from .store import (
+    Audit,
+    Example,
+    IdempotencyKey,
+    JobBackoff,
+    LabelEvent,
+    ModelVersion,
+    Overview,
+    Project,
+    ProjectEvent,
+    Query,
+    Token,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
+from .training import bootstrap_progress, lifecycle
+
+# Settings a project may change after creation; name, classes, input shape and kind,
+# feature names, model and holdout share are fixed (examples, labels, model versions and
+# the held-out set depend on them).
+MUTABLE_SETTINGS = ("threshold", "strategy", "damping", "bootstrap_size", "retrain",
+                    "query_budget", "queue_order")
+FIXED_SETTINGS = ("name", "classes", "input_shape", "input_kind", "feature_names", "model",
+                  "holdout_share")
 
 
 def label_index(classes, value) -> int | None:
@@ -43,11 +68,16 @@ def label_name(classes, index: int | None) -> str | None:
 def project_view(p: Project, model_version: int | None) -> dict:
     """The project as the API shows it."""
     return {"id": p.id, "name": p.name, "classes": list(p.classes),
-            "input_shape": list(p.input_shape), "model": dict(p.model),
+            "input_shape": list(p.input_shape), "input_kind": p.input_kind,
+            "feature_names": None if p.feature_names is None else list(p.feature_names),
+            "model": dict(p.model),
             "threshold": p.threshold, "strategy": p.strategy, "damping": p.damping,
             "bootstrap_size": p.bootstrap_size, "retrain": dict(p.retrain),
             "created_at": p.created_at, "model_version": model_version,
-            "state": lifecycle(p)}
+            "state": lifecycle(p),
+            "threshold_mode": "fixed" if p.query_budget is None else "budget",
+            "query_budget": p.query_budget, "queue_order": p.queue_order,
+            "holdout_share": p.holdout_share}
 
 
 def create_project(ctx: ServiceContext, spec: ProjectSpec, demo: bool = False) -> dict:
@@ -70,3 +100,119 @@ def list_projects(ctx: ServiceContext) -> list[dict]:
     with ctx.store.session() as s:
         return [project_view(p, latest_version_number(s, p.id))
                 for p in s.scalars(select(Project).order_by(Project.id))]
+
+
+def event_view(e: ProjectEvent) -> dict:
+    """A settings change as the API shows it."""
+    return {"id": e.id, "project_id": e.project_id, "actor": e.actor,
+            "changes": dict(e.changes), "at": e.at}
+
+
+def update_project(ctx: ServiceContext, pid: int, changes: dict, actor: str) -> dict:
+    """Change some of a project's settings (``MUTABLE_SETTINGS``; ``retrain`` may give only
+    ``mode`` or ``every_n_answers``, the other part is kept) and record what changed as one
+    ``ProjectEvent`` (``{field: {"old", "new"}}``) by ``actor``; returns the project.
+
+    Values are trusted to be in range (the API schema checks them). Setting a value to
+    what it already is records nothing. ``BadInput`` for no settings or a fixed one (name,
+    classes, input shape, model); ``NotFound`` for an unknown project; ``Conflict`` when
+    ``bootstrap_size`` changes after the bootstrap set was complete (the first model is
+    trained or training). Lowering ``bootstrap_size`` to what the project already holds
+    completes the bootstrap set: the first model is queued. ``threshold`` and ``strategy``
+    apply to examples screened from now on; ``damping`` to model versions whose
+    counter-example state is built from now on (a worker that already cached the current
+    version's state keeps it until the next version)."""
+    fixed = sorted(k for k in changes if k in FIXED_SETTINGS)
+    unknown = sorted(k for k in changes if k not in MUTABLE_SETTINGS and k not in fixed)
+    if fixed or unknown:
+        raise BadInput("only " + ", ".join(MUTABLE_SETTINGS) + " may change",
+                       {**{k: ["cannot be changed after creation"] for k in fixed},
+                        **{k: ["unknown setting"] for k in unknown}})
+    if not changes:
+        raise BadInput("no settings to change", {"_schema": [
+            "give at least one of " + ", ".join(MUTABLE_SETTINGS)]})
+    start_training = False
+    with ctx.store.session() as s:
+        project = project_row(s, pid, lock=True)
+        recorded = {}
+        for key, value in changes.items():
+            old = dict(project.retrain) if key == "retrain" else getattr(project, key)
+            new = {**old, **value} if key == "retrain" else value
+            if new != old:
+                recorded[key] = {"old": old, "new": new}
+        if "bootstrap_size" in recorded:
+            if project.wanted_generation >= 0 or project.trained_generation >= 0:
+                raise Conflict("the bootstrap set is already complete; bootstrap_size can "
+                               "only change while the project collects it",
+                               {"bootstrap_size": project.bootstrap_size,
+                                "state": lifecycle(project)})
+        for key, change in recorded.items():
+            setattr(project, key, change["new"])
+        if "bootstrap_size" in recorded:
+            s.flush()
+            if bootstrap_progress(s, project)["ready"]:
+                project.wanted_generation = project.generation
+                start_training = True
+        if recorded:
+            s.add(ProjectEvent(project_id=pid, actor=actor, changes=recorded))
+        s.flush()
+        view = project_view(project, latest_version_number(s, pid))
+    if start_training:
+        ctx.submit("retrain", pid)
+    return view
+
+
+def project_history(ctx: ServiceContext, pid: int) -> list[dict]:
+    """Every settings change of the project, oldest first; ``NotFound`` for an unknown
+    project."""
+    with ctx.store.session() as s:
+        project_row(s, pid)
+        return [event_view(e) for e in s.scalars(
+            select(ProjectEvent).where(ProjectEvent.project_id == pid)
+            .order_by(ProjectEvent.id))]
+
+
+def delete_project(ctx: ServiceContext, pid: int) -> dict:
+    """Delete project ``pid`` and everything it owns, in one transaction, children first:
+    webhook deliveries and endpoints, its tokens' idempotency keys, its job backoff rows,
+    settings history, overview, audits, queries, label events, model versions, examples,
+    tokens, then the project. Returns how many rows of each table went; ``NotFound`` for an
+    unknown project.
+
+    A background job still running for the project fails when it writes its result; that
+    is logged and its work is gone with the project."""
+    examples = select(Example.id).where(Example.project_id == pid)
+    endpoints = select(WebhookEndpoint.id).where(WebhookEndpoint.project_id == pid)
+    tokens = select(Token.id).where(Token.project_id == pid)
+    query_args = select(cast(Query.id, String)).where(Query.project_id == pid)
+    audit_args = select(cast(Audit.id, String)).where(Audit.project_id == pid)
+    steps = (
+        ("webhook_deliveries", delete(WebhookDelivery).where(
+            WebhookDelivery.endpoint_id.in_(endpoints))),
+        ("webhook_endpoints", delete(WebhookEndpoint).where(WebhookEndpoint.project_id == pid)),
+        ("idempotency_keys", delete(IdempotencyKey).where(IdempotencyKey.token_id.in_(tokens))),
+        ("job_backoff", delete(JobBackoff).where(or_(
+            JobBackoff.project_id == pid,
+            and_(JobBackoff.name.in_(("retrain", "screen", "overview")),
+                 JobBackoff.arg == str(pid)),
+            and_(JobBackoff.name == "counterexample", JobBackoff.arg.in_(query_args)),
+            and_(JobBackoff.name == "audit", JobBackoff.arg.in_(audit_args))))),
+        ("project_events", delete(ProjectEvent).where(ProjectEvent.project_id == pid)),
+        ("overviews", delete(Overview).where(Overview.project_id == pid)),
+        ("audits", delete(Audit).where(Audit.project_id == pid)),
+        ("queries", delete(Query).where(or_(Query.project_id == pid,
+                                            Query.example_id.in_(examples),
+                                            Query.counterexample_id.in_(examples)))),
+        ("label_events", delete(LabelEvent).where(LabelEvent.example_id.in_(examples))),
+        ("model_versions", delete(ModelVersion).where(ModelVersion.project_id == pid)),
+        ("examples", delete(Example).where(Example.project_id == pid)),
+        ("tokens", delete(Token).where(Token.project_id == pid)),
+        ("projects", delete(Project).where(Project.id == pid)),
+    )
+    with ctx.store.session() as s:
+        project_row(s, pid, lock=True)
+        removed = {}
+        for table, statement in steps:
+            result = s.execute(statement.execution_options(synchronize_session=False))
+            removed[table] = result.rowcount
+        return removed

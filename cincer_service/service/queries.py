@@ -13,8 +13,9 @@ import time
 from datetime import timedelta
 
 import numpy as np
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, case, func, or_, select, update
 
+from . import budget, priority, webhooks
 from .access import Principal
 from .context import ServiceContext, latest_version, project_row, query_row
 from .errors import BadInput, Conflict, Forbidden
@@ -36,7 +37,7 @@ def query_view(s, q: Query, project: Project) -> dict:
         probs = list(probabilities) if probabilities is not None else None
         prediction = int(np.argmax(probs)) if probs else None
         return {"id": e.id, "external_id": e.external_id,
-                "x": e.features(project.input_shape).tolist(), "label": e.label,
+                "x": e.features(project.input_shape).tolist(), "text": e.raw, "label": e.label,
                 "label_name": label_name(classes, e.label), "prediction": prediction,
                 "prediction_name": label_name(classes, prediction), "probabilities": probs}
 
@@ -56,12 +57,13 @@ def query_view(s, q: Query, project: Project) -> dict:
             "margin": q.margin, "strategy": q.strategy, "model_version": q.model_version,
             "note": q.note,
             "lease_expires_at": q.lease_expires_at if q.status == "leased" else None,
-            "answer": answer, "created_at": q.created_at}
+            "answer": answer, "created_at": q.created_at,
+            "priority": q.priority, "priority_terms": q.priority_terms}
 
 
 def screen_pending(ctx: ServiceContext, pid: int) -> int:
     """Screen the project's pending examples (job ``screen``); returns how many."""
-    from ..cleaning import screen_batch      # TensorFlow: only where jobs run
+    from ..cleaning import screen_batch  # TensorFlow: only where jobs run
     n_done = 0
     while True:
         new_queries = []
@@ -78,8 +80,13 @@ def screen_pending(ctx: ServiceContext, pid: int) -> int:
             clf = ctx.models.classifier(project, version)
             probs = clf.predict_proba(np.stack([e.features(project.input_shape)
                                                 for e in batch]))
-            verdicts = screen_batch(probs, [e.label for e in batch], project.threshold)
-            accepted, now = 0, utcnow()
+            labels = [e.label for e in batch]
+            threshold, _, window = budget.screen_threshold(
+                project.threshold, project.query_budget, project.recent_margins,
+                budget.margins(probs, labels))
+            verdicts = screen_batch(probs, labels, threshold)
+            history = priority.load_history(s, pid)
+            accepted, now, queued = 0, utcnow(), False
             for e, p, v in zip(batch, probs, verdicts):
                 status = "suspicious" if v.suspicious else "accepted"
                 claimed = s.execute(update(Example).where(
@@ -96,12 +103,22 @@ def screen_pending(ctx: ServiceContext, pid: int) -> int:
                           strategy=project.strategy, margin=float(v.margin),
                           prediction=int(v.prediction), probabilities=[float(a) for a in p],
                           status="computing", origin="stream", created_at=now)
+                q.priority, q.priority_terms = priority.score(v.margin, e.label, v.prediction,
+                                                              history)
                 s.add(q)
                 s.flush()
                 new_queries.append(q.id)
+                queued |= webhooks.emit(s, pid, "example.suspicious", {
+                    "example_id": e.id, "external_id": e.external_id, "label": e.label,
+                    "prediction": q.prediction, "margin": q.margin, "query_id": q.id,
+                    "model_version": q.model_version})
             if accepted:
                 s.execute(update(Project).where(Project.id == pid)
                           .values(generation=Project.generation + 1))
+            s.execute(update(Project).where(Project.id == pid).values(recent_margins=window)
+                      .execution_options(synchronize_session=False))
+        if queued:
+            ctx.submit("deliver_webhooks", pid)
         for qid in new_queries:
             ctx.submit("counterexample", qid)
 
@@ -121,6 +138,7 @@ def compute_counterexample(ctx: ServiceContext, qid: int) -> int | None:
         example = s.get(Example, q.example_id)
         exclude = confirmed | (ids == example.id)
         ce_id, ce_probs, note = None, None, None
+        ce_scores, ce_label = None, q.prediction
         started = time.perf_counter()
         with entry["lock"]:
             try:
@@ -128,19 +146,30 @@ def compute_counterexample(ctx: ServiceContext, qid: int) -> int | None:
                     state, example.features(project.input_shape), example.label, exclude)
                 ce_id = int(ids[ranking.best])
                 ce_probs = [float(a) for a in np.asarray(state.probs[ranking.best])]
+                ce_scores, ce_label = np.asarray(ranking.scores), ranking.prediction
             except NoCandidates as exc:
                 note = str(exc)
         elapsed_ms = (time.perf_counter() - started) * 1e3
-        s.execute(update(Query).where(Query.id == qid, Query.status == "computing").values(
-            counterexample_id=ce_id, counterexample_probabilities=ce_probs, note=note,
-            status="open").execution_options(synchronize_session=False))
+        value, terms = priority.score(q.margin, example.label, ce_label,
+                                      priority.load_history(s, project.id), ce_scores)
+        opened = s.execute(update(Query).where(Query.id == qid, Query.status == "computing")
+                           .values(counterexample_id=ce_id, counterexample_probabilities=ce_probs,
+                                   note=note, status="open", priority=value,
+                                   priority_terms=terms)
+                           .execution_options(synchronize_session=False))
+        queued = opened.rowcount == 1 and webhooks.emit(s, project.id, "query.opened", {
+            "query_id": qid, "example_id": example.id, "counterexample_id": ce_id,
+            "origin": q.origin, "strategy": q.strategy, "margin": q.margin, "note": note})
     log.info("query %s: counter-example %s in %.1f ms", qid, ce_id, elapsed_ms)
+    if queued:
+        ctx.submit("deliver_webhooks", project.id)
     return ce_id
 
 
 def lease_next_query(ctx: ServiceContext, pid: int, principal: Principal) -> dict | None:
-    """Lease the oldest open query (or one whose lease expired) to ``principal``; the one it
-    already holds comes first. ``None`` when nothing is open."""
+    """Lease the open query (or one whose lease expired) of highest ``priority`` to
+    ``principal`` (ties, and every query of a ``queue_order = "fifo"`` project: the oldest);
+    the one it already holds comes first. ``None`` when nothing is open."""
     lease = timedelta(seconds=ctx.settings.lease_seconds)
     with ctx.store.session() as s:
         project = project_row(s, pid)
@@ -153,8 +182,12 @@ def lease_next_query(ctx: ServiceContext, pid: int, principal: Principal) -> dic
             return query_view(s, held, project)
         available = or_(Query.status == "open",
                         and_(Query.status == "leased", Query.lease_expires_at < now))
+        # A query this annotator skipped comes last: someone else should look at it first.
+        skipped_by_me = case((Query.released_by == principal.token_id, 1), else_=0)
+        order = ((Query.id,) if project.queue_order == "fifo"
+                 else (func.coalesce(Query.priority, 0.0).desc(), Query.id))
         candidates = s.scalars(select(Query.id).where(Query.project_id == pid, available)
-                               .order_by(Query.id).limit(20)).all()
+                               .order_by(skipped_by_me, *order).limit(20)).all()
         for qid in candidates:
             claimed = s.execute(update(Query).where(Query.id == qid, available).values(
                 status="leased", lease_holder=principal.token_id,
@@ -195,14 +228,21 @@ def answer_query(ctx: ServiceContext, pid: int, qid: int, example_label,
                         answered_by=principal.name, answered_at=now)
                 .execution_options(synchronize_session=False))
             if claimed.rowcount == 1:
-                relabel(s, q.example_id, example_label, "answer_example", principal.name, qid,
-                        now)
+                queued = webhooks.emit(s, pid, "query.answered", {
+                    "query_id": qid, "example_id": q.example_id,
+                    "counterexample_id": q.counterexample_id, "example_label": example_label,
+                    "counterexample_label": counterexample_label, "annotator": principal.name,
+                    "answered_at": now})
+                queued |= relabel(s, q.example_id, example_label, "answer_example",
+                                  principal.name, qid, now)
                 if counterexample_label is not None:
-                    relabel(s, q.counterexample_id, counterexample_label,
-                            "answer_counterexample", principal.name, qid, now)
+                    queued |= relabel(s, q.counterexample_id, counterexample_label,
+                                      "answer_counterexample", principal.name, qid, now)
                 retrain = count_answer(s, project)
                 result = query_view(s, s.get(Query, qid, populate_existing=True), project)
                 s.commit()
+                if queued:
+                    ctx.submit("deliver_webhooks", pid)
                 if retrain:
                     ctx.submit("retrain", pid)
                 return result
@@ -219,7 +259,8 @@ def answer_query(ctx: ServiceContext, pid: int, qid: int, example_label,
 
 
 def release_query(ctx: ServiceContext, pid: int, qid: int, principal: Principal) -> dict:
-    """Give a leased query back (an annotator skips it); it is open again at once.
+    """Give a leased query back (an annotator skips it); it is open again at once, and the
+    annotator who skipped it is offered every other open query first.
     Releasing a query that is already open is a no-op; one held by someone else or
     answered is a ``Conflict``."""
     with ctx.store.session() as s:
@@ -227,7 +268,8 @@ def release_query(ctx: ServiceContext, pid: int, qid: int, principal: Principal)
         query_row(s, pid, qid)
         s.execute(update(Query).where(
             Query.id == qid, Query.status == "leased", Query.lease_holder == principal.token_id)
-            .values(status="open", lease_holder=None, lease_expires_at=None)
+            .values(status="open", lease_holder=None, lease_expires_at=None,
+                    released_by=principal.token_id)
             .execution_options(synchronize_session=False))
         q = s.get(Query, qid, populate_existing=True)
         if q.status == "leased" and q.lease_expires_at >= utcnow():
@@ -253,16 +295,18 @@ def correct_answer(ctx: ServiceContext, pid: int, qid: int, example_label,
             raise Forbidden("only the annotator who answered (or an admin) may correct it")
         example_label, counterexample_label = check_answer(
             project, q, example_label, counterexample_label, counterexample_not_sure)
-        now, changed = utcnow(), False
+        now, changed, queued = utcnow(), False, False
         for eid, label in ((q.example_id, example_label),
                            (q.counterexample_id, counterexample_label)):
             if label is not None and s.get(Example, eid).label != label:
-                relabel(s, eid, label, "correction", principal.name, qid, now, reason)
+                queued |= relabel(s, eid, label, "correction", principal.name, qid, now, reason)
                 changed = True
         q.answer_example_label, q.answer_counterexample_label = example_label, \
             counterexample_label
         retrain = count_answer(s, project) if changed else False
         result = query_view(s, q, project)
+    if queued:
+        ctx.submit("deliver_webhooks", pid)
     if retrain:
         ctx.submit("retrain", pid)
     return result
@@ -335,13 +379,18 @@ def count_answer(s, project: Project) -> bool:
 
 
 def relabel(s, eid: int, label: int, why: str, actor: str, qid: int | None, now,
-            reason: str | None = None) -> None:
-    """Set an example's label by a human, recording the change in its history."""
+            reason: str | None = None) -> bool:
+    """Set an example's label by a human, recording the change in its history; a change
+    emits ``label.changed`` (returns whether a webhook delivery was queued)."""
     example = s.get(Example, eid)
     s.add(LabelEvent(example_id=eid, old_label=example.label, new_label=label, why=why,
                      actor=actor, query_id=qid, reason=reason, at=now))
+    queued = example.label != label and webhooks.emit(s, example.project_id, "label.changed", {
+        "example_id": eid, "external_id": example.external_id, "old_label": example.label,
+        "new_label": label, "why": why, "actor": actor, "query_id": qid, "reason": reason})
     example.label = label
     example.confirmed = True
     example.updated_at = now
     if example.status == "suspicious":
         example.status = "reviewed"
+    return queued

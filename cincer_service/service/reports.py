@@ -11,7 +11,7 @@ from collections import Counter
 
 from sqlalchemy import func, select
 
-from . import jobs, training
+from . import budget, evaluation, jobs, training
 from .context import EXAMPLE_STATUSES, ServiceContext, latest_version_number, project_row
 from .store import Example, LabelEvent, ModelVersion, Query, utcnow
 
@@ -22,8 +22,10 @@ EXPORT_COLUMNS = ("id", "external_id", "source", "label", "original_label", "sta
 
 def stats(ctx: ServiceContext, pid: int) -> dict:
     """Examples and queries per status, labels cleaned so far, latest model version, the
-    project's state (collecting its bootstrap set, training its first model, ready), and
-    jobs that are failing with their last error."""
+    project's state (collecting its bootstrap set, training its first model, ready), jobs
+    that are failing with their last error, the screening threshold in use (``threshold``:
+    the fixed τ or the question budget's) and the newest version's held-out metrics
+    (``heldout``)."""
     with ctx.store.session() as s:
         project = project_row(s, pid)
         examples = dict(s.execute(select(Example.status, func.count(Example.id))
@@ -48,7 +50,9 @@ def stats(ctx: ServiceContext, pid: int) -> dict:
                 "state": training.lifecycle(project),
                 "bootstrap": training.bootstrap_progress(s, project),
                 "retrain_wanted": project.wanted_generation > project.trained_generation,
-                "failing_jobs": jobs.failing_jobs(s, pid)}
+                "failing_jobs": jobs.failing_jobs(s, pid),
+                "threshold": budget.threshold_view(project),
+                "heldout": evaluation.latest_heldout(s, pid)}
 
 
 def export(ctx: ServiceContext, pid: int, fmt: str = "csv") -> tuple[str, str]:

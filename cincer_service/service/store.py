@@ -57,6 +57,8 @@ class Project(Base):
     name: Mapped[str] = mapped_column(String(200))
     classes: Mapped[list] = mapped_column(JSON)
     input_shape: Mapped[list] = mapped_column(JSON)
+    input_kind: Mapped[str] = mapped_column(String(20), default="tabular")
+    feature_names: Mapped[list | None] = mapped_column(JSON, nullable=True)
     model: Mapped[dict] = mapped_column(JSON)
     threshold: Mapped[float] = mapped_column(Float)
     strategy: Mapped[str] = mapped_column(String(50))
@@ -75,6 +77,14 @@ class Project(Base):
     # Which worker holds the retrain lease; it renews the lease while it trains.
     retrain_lease_holder: Mapped[str | None] = mapped_column(String(64), nullable=True)
     demo: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The question budget (questions per 100 screened examples; None: the fixed threshold),
+    # the last screened margins that set its τ, the annotators' queue order and the share of
+    # the bootstrap held out for metrics (migration 0004_value; service.budget, .priority,
+    # .evaluation).
+    query_budget: Mapped[float | None] = mapped_column(Float, nullable=True)
+    recent_margins: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    queue_order: Mapped[str] = mapped_column(String(20), default="priority")
+    holdout_share: Mapped[float] = mapped_column(Float, default=0.0)
 
 
 class Token(Base):
@@ -99,6 +109,7 @@ class Example(Base):
     external_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
     source: Mapped[str | None] = mapped_column(String(200), nullable=True)
     x: Mapped[bytes] = mapped_column(LargeBinary)           # float32, C order
+    raw: Mapped[str | None] = mapped_column(Text, nullable=True)   # a text project's text
     original_label: Mapped[int] = mapped_column(Integer)
     label: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(20))
@@ -148,6 +159,10 @@ class Query(Base):
     answer_counterexample_label: Mapped[int | None] = mapped_column(Integer, nullable=True)
     answered_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
     answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    released_by: Mapped[int | None] = mapped_column(Integer, nullable=True)  # last skipper
+    # How likely the answer cleans a label (service.priority); the queue's order.
+    priority: Mapped[float | None] = mapped_column(Float, nullable=True)
+    priority_terms: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 

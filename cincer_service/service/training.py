@@ -17,6 +17,7 @@ import numpy as np
 from sqlalchemy import case, func, select, update
 
 from ..spec import BOOTSTRAP_AUDIT_DETECTORS, bootstrap_audit_size
+from . import evaluation, webhooks
 from .context import TRAINING, ServiceContext, latest_version, project_row
 from .errors import Conflict
 from .leases import RowLease
@@ -67,7 +68,8 @@ def bootstrap_progress(s, project: Project) -> dict:
     have, classes = s.execute(select(func.count(Example.id),
                                      func.count(func.distinct(Example.label)))
                               .where(Example.project_id == project.id,
-                                     Example.status.in_(TRAINING))).one()
+                                     Example.status.in_((*TRAINING,
+                                                         evaluation.HOLDOUT_STATUS)))).one()
     return {"have": int(have), "need": project.bootstrap_size, "classes": int(classes),
             "ready": have >= project.bootstrap_size and classes >= 2}
 
@@ -109,6 +111,8 @@ def retrain(ctx: ServiceContext, pid: int, progress=None) -> int | None:
                 fit_mode = "warm"
             first, number = previous is None, (previous.version if previous else 0) + 1
             audit_size = bootstrap_audit_size(project.bootstrap_size)
+            heldout = evaluation.load_sets(s, project, rows, first)   # held-out metrics' rows
+            rows = heldout.training_rows(rows)
         ids = np.array([r[0] for r in rows], dtype=np.int64)
         y = np.array([r[2] for r in rows], dtype=np.int64)
         if len(np.unique(y)) < 2:
@@ -119,6 +123,8 @@ def retrain(ctx: ServiceContext, pid: int, progress=None) -> int | None:
         report = clf.fit(X, y, mode=fit_mode)
         seconds = time.perf_counter() - started
         train_accuracy = float(np.mean(clf.predict(X) == y))
+        heldout_metrics = evaluation.version_metrics(clf.predict_proba, heldout, ids,
+                                                     len(project.classes))
         with ctx.store.session() as s:
             held = s.execute(update(Project).where(lease.held_by_me()).values(
                 trained_generation=generation, **lease.release_values())
@@ -131,7 +137,12 @@ def retrain(ctx: ServiceContext, pid: int, progress=None) -> int | None:
                 weights=weights_to_bytes(clf.get_weights()), train_ids=ids.tobytes(),
                 train_size=len(ids), metrics={"train_accuracy": train_accuracy,
                                               "epochs": report.epochs,
-                                              "seconds": round(seconds, 3)}))
+                                              "seconds": round(seconds, 3),
+                                              "heldout": heldout_metrics}))
+            evaluation.mark_holdout(s, heldout)
+            queued = webhooks.emit(s, pid, "model.created", {
+                "version": number, "generation": generation, "mode": fit_mode,
+                "train_size": len(ids), "train_accuracy": train_accuracy})
             audit = None
             if first and audit_size:
                 audit = Audit(project_id=pid, detectors=list(BOOTSTRAP_AUDIT_DETECTORS),
@@ -147,6 +158,8 @@ def retrain(ctx: ServiceContext, pid: int, progress=None) -> int | None:
         lease.stop()
     log.info("project %s: model version %s on %d examples (%.2f s)", pid, number, len(ids),
              seconds)
+    if queued:
+        ctx.submit("deliver_webhooks", pid)
     if again:
         ctx.submit("retrain", pid)
     ctx.submit("screen", pid)

@@ -1,12 +1,30 @@
 """The CLI's subcommands, one module per group. Each module has ``register(sub, common)``,
 which adds its subparser(s) to ``sub`` (with ``common``, the connection options, as parent)
-and sets ``func``, called as ``func(client, args)`` and returning the exit status."""
+and sets ``func``, called as ``func(client, args)`` and returning the exit status (and
+``needs_project=False`` / ``needs_token=False`` where the command needs neither). Groups with
+several actions (``projects create``, ``queries answer`` ...) use ``common.add_group``."""
 from __future__ import annotations
 
-from . import annotate, bench, export, ingest, status
+from . import (
+    annotate,
+    audits,
+    bench,
+    examples,
+    export,
+    ingest,
+    models,
+    overview,
+    projects,
+    queries,
+    service,
+    status,
+    tokens,
+    webhooks,
+)
 
 # In the order ``--help`` lists them.
-GROUPS = (ingest, annotate, export, status, bench)
+GROUPS = (ingest, annotate, export, status, bench, projects, tokens, examples, queries, models,
+          audits, overview, webhooks, service)
 
 
 def register_all(sub, common) -> None:

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cincer_service import autodiff, influence
+from cincer_service import autodiff
 from cincer_service.counterexamples import STRATEGIES, NoCandidates, get_strategy
 from cincer_service.datasets import load_dataset
 from cincer_service.models import Classifier

@@ -1,6 +1,8 @@
 """A tiny in-memory stand-in for the labeling service's HTTP API, on 127.0.0.1, for the
 client and CLI unit tests. It speaks the same routes and error shape; its "screening" is a
-rule: an example ingested with label 2 gets a query whose counter-example is example 1."""
+rule: an example ingested with label 2 gets a query whose counter-example is example 1.
+Project 1 always exists; the admin endpoints (settings, history, tokens, audits, models,
+overview, webhooks) keep just enough state to answer like the service does."""
 from __future__ import annotations
 
 import json
@@ -21,6 +23,14 @@ class FakeService:
         self.requests: list[tuple[str, str, dict | None]] = []
         self.fail_next: list[int] = []          # statuses to answer the next requests with
         self.expire_leases = 0                  # answers to refuse as on an expired lease
+        self.created: list[dict] = []           # projects made by POST /projects (id >= 2)
+        self.history: list[dict] = []
+        self.tokens: list[dict] = []
+        self.audits: list[dict] = []
+        self.models = [{"version": 1, "train_size": 4, "mode": "scratch", "generation": 1,
+                        "metrics": {}, "created_at": "2024-01-01T00:00:00+00:00"}]
+        self.webhooks: list[dict] = []
+        self.deleted = False
 
     # -- routes ------------------------------------------------------------------------------
     def handle(self, method: str, path: str, query: dict, body, token: str | None):
@@ -32,14 +42,22 @@ class FakeService:
             return 200, {"status": "ok"}
         if token != TOKEN:
             return 401, error("unauthorized", "unknown token")
+        if path == "/api/v1/openapi.json":
+            return 200, {"openapi": "3.0.3", "paths": {}}
         parts = path.removeprefix("/api/v1/").split("/")
+        if parts == ["projects"]:
+            with self.lock:
+                return self.projects_root(method, body)
         if parts[0] != "projects" or len(parts) < 2:
             return 404, error("not_found", f"no route {path}")
-        if parts[1] != "1":
+        if parts[1] != "1" or self.deleted:
             return 404, error("not_found", f"project {parts[1]} does not exist",
                               {"project_id": int(parts[1])})
         rest = parts[2:]
         with self.lock:
+            admin = self.admin_routes(method, rest, query, body)
+            if admin is not None:
+                return admin
             if not rest and method == "GET":
                 return 200, self.project
             if rest == ["examples"] and method == "POST":
@@ -71,6 +89,148 @@ class FakeService:
                 return 200, "id,label\n" + "".join(f"{e['id']},{e['label']}\n"
                                                    for e in self.examples)
         return 404, error("not_found", f"no route {method} {path}")
+
+    # -- admin routes ------------------------------------------------------------------------
+    def projects_root(self, method, body):
+        if method == "GET":
+            return 200, {"items": [self.project] + self.created}
+        required = ("name", "classes") + (() if (body or {}).get("input_kind") == "text"
+                                          else ("input_shape",))
+        missing = [k for k in required if k not in (body or {})]
+        if missing:
+            return 422, error("validation_error", "the request did not validate; see details",
+                              {k: ["Missing data for required field."] for k in missing})
+        project = {"threshold": 0.2, "strategy": "top_fisher", "damping": 1.0,
+                   "bootstrap_size": 100, "model": {"kind": "fc"},
+                   "retrain": {"mode": "scratch", "every_n_answers": 10}, **body,
+                   "id": 2 + len(self.created), "model_version": None}
+        self.created.append(project)
+        return 201, project
+
+    def admin_routes(self, method, rest, query, body):
+        """The answer to an admin endpoint, or None for the routes handled further on."""
+        pid = self.project["id"]
+        if not rest and method == "PATCH":
+            fixed = [k for k in ("name", "classes", "input_shape", "model") if k in body]
+            bad = [k for k in ("threshold",) if k in body and not 0 <= body[k] <= 1]
+            if fixed or bad or not body:
+                return 422, error("validation_error", "the request did not validate",
+                                  {**{k: ["cannot be changed after creation"] for k in fixed},
+                                   **{k: ["out of range"] for k in bad}})
+            changes = {}
+            for key, value in body.items():
+                old = self.project.get(key)
+                new = {**(old or {}), **value} if isinstance(value, dict) else value
+                changes[key] = {"old": old, "new": new}
+                self.project[key] = new
+            self.history.append({"id": len(self.history) + 1, "project_id": pid,
+                                 "actor": "admin", "changes": changes,
+                                 "at": "2024-01-01T00:00:00+00:00"})
+            return 200, self.project
+        if not rest and method == "DELETE":
+            self.deleted = True
+            return 204, None
+        if rest == ["history"]:
+            return 200, {"items": self.history}
+        if rest == ["tokens"] and method == "POST":
+            token = {"id": len(self.tokens) + 2, "project_id": pid, "role": body["role"],
+                     "name": body.get("name") or body["role"],
+                     "created_at": "2024-01-01T00:00:00+00:00", "revoked": False}
+            self.tokens.append(token)
+            return 201, {**token, "token": f"secret-{token['id']}"}
+        if rest == ["tokens"] and method == "GET":
+            return 200, {"items": self.tokens}
+        if len(rest) == 2 and rest[0] == "tokens" and method == "DELETE":
+            token = next((t for t in self.tokens if t["id"] == int(rest[1])), None)
+            if token is None:
+                return 404, error("not_found", f"token {rest[1]} does not exist in project 1")
+            if token["revoked"]:
+                return 409, error("conflict", f"token {rest[1]} is already revoked")
+            token["revoked"] = True
+            return 204, None
+        if rest == ["queries"] and method == "GET":
+            found = [self.query_dict(q) for q in self.queries
+                     if query.get("status") in (None, q["status"])]
+            offset, limit = int(query.get("offset", 0)), int(query.get("limit", 50))
+            return 200, {"items": found[offset:offset + limit], "total": len(found)}
+        if len(rest) == 2 and rest[0] == "queries" and rest[1] != "next" and method == "GET":
+            return self.with_query(rest[1], lambda q: (200, self.query_dict(q)))
+        if len(rest) == 3 and rest[0] == "queries" and rest[2] == "release":
+            def release(q):
+                if q["status"] not in ("open", "leased"):
+                    return 409, error("conflict", f"this query is {q['status']}")
+                q["status"] = "open"
+                return 200, self.query_dict(q)
+            return self.with_query(rest[1], release)
+        if len(rest) == 3 and rest[0] == "queries" and rest[2] == "correct":
+            def correct(q):
+                if q["status"] != "answered":
+                    return 409, error("conflict", "the query is not answered yet")
+                return 200, {**self.query_dict(q), "answer": body}
+            return self.with_query(rest[1], correct)
+        if rest == ["models"]:
+            return 200, {"items": self.models}
+        if rest == ["models", "retrain"]:
+            return 202, {"status": "queued", "wanted_generation": 2}
+        if rest == ["audits"] and method == "POST":
+            audit = {"id": len(self.audits) + 1, "project_id": pid, "status": "done",
+                     "detectors": body["detectors"], "top_k": body.get("top_k", 20),
+                     "suspects": [{"example_id": 1, "label": 0, "score": 1.0}]}
+            self.audits.append(audit)
+            return 202, audit
+        if rest == ["audits"] and method == "GET":
+            offset, limit = int(query.get("offset", 0)), int(query.get("limit", 50))
+            newest = self.audits[::-1]
+            return 200, {"items": newest[offset:offset + limit], "total": len(newest)}
+        if len(rest) >= 2 and rest[0] == "audits":
+            aid = int(rest[1])
+            if not 1 <= aid <= len(self.audits):
+                return 404, error("not_found", f"audit {aid} does not exist in project 1")
+            if len(rest) == 2:
+                return 200, self.audits[aid - 1]
+            return 200, {"audit_id": aid, "query_ids": [7], "enqueued": 1,
+                         "top_k": (body or {}).get("top_k")}
+        if rest and rest[0] == "overview":
+            return self.overview(method, rest[1:], query, body)
+        if rest and rest[0] == "webhooks":
+            return self.webhook(method, rest[1:], query, body)
+        return None
+
+    def with_query(self, qid, then):
+        qid = int(qid)
+        if not 1 <= qid <= len(self.queries):
+            return 404, error("not_found", f"query {qid} does not exist in project 1")
+        return then(self.queries[qid - 1])
+
+    def overview(self, method, rest, query, body):
+        if not rest:
+            return (202 if method == "POST" else 200), {"status": "computing"}
+        if rest[0] == "cells":
+            return 200, {"label": int(rest[1]), "prediction": int(rest[2]),
+                         "min_score": float(query.get("min_score", 0)),
+                         "max_score": float(query.get("max_score", 1)), "items": []}
+        if rest == ["actions"]:
+            return 200, {"action": body["action"], "changed": len(body["example_ids"]),
+                         "body": body}
+        if rest == ["progress"]:
+            return 200, {"items": [{"model_version": 1, "answers": 0}]}
+        if rest == ["progress.png"]:
+            return 200, "PNG fake"
+        return 404, error("not_found", "no such overview route")
+
+    def webhook(self, method, rest, query, body):
+        if not rest and method == "POST":
+            hook = {"id": len(self.webhooks) + 1, "url": body["url"],
+                    "events": body.get("events") or ["query.answered"], "active": True}
+            self.webhooks.append(hook)
+            return 201, {**hook, "secret": "whsec_fake"}
+        if not rest:
+            return 200, {"items": [h for h in self.webhooks if h["active"]]}
+        hook = self.webhooks[int(rest[0]) - 1]
+        if method == "DELETE":
+            hook["active"] = False
+            return 204, None
+        return 200, {"items": [], "total": 0, "offset": int(query.get("offset", 0))}
 
     def ingest(self, body):
         items = body.get("items") if isinstance(body, dict) else None
@@ -159,6 +319,12 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         self._serve("POST")
+
+    def do_PATCH(self):
+        self._serve("PATCH")
+
+    def do_DELETE(self):
+        self._serve("DELETE")
 
 
 def start_fake_service():

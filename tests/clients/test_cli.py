@@ -19,8 +19,26 @@ def test_split_project():
 
 def test_parser_has_every_command_in_order():
     sub = next(a for a in build_parser()._actions if a.dest == "command")
-    assert list(sub.choices) == ["ingest", "annotate", "export", "stats", "wait-idle", "bench"]
+    assert list(sub.choices) == ["ingest", "annotate", "export", "stats", "wait-idle", "bench",
+                                 "projects", "tokens", "examples", "queries", "models",
+                                 "audits", "overview", "webhooks", "health", "metrics",
+                                 "openapi"]
     assert sub.choices["bench"].get_default("needs_project") is False
+    actions = {name: list(next(a for a in parser._actions if a.dest == "action").choices)
+               for name, parser in sub.choices.items()
+               if any(a.dest == "action" for a in parser._actions)}
+    assert actions == {
+        "projects": ["create", "list", "show", "update", "delete", "history"],
+        "tokens": ["create", "list", "revoke"],
+        "examples": ["list", "show"],
+        "queries": ["list", "show", "next", "answer", "release", "correct"],
+        "models": ["list", "retrain"],
+        "audits": ["create", "list", "show", "enqueue"],
+        "overview": ["show", "compute", "cell", "action", "progress"],
+        "webhooks": ["create", "list", "delete", "deliveries"]}
+    projects = sub.choices["projects"]._actions[-1].choices
+    assert projects["create"].get_default("needs_project") is False
+    assert projects["show"].get_default("needs_project") is True
 
 
 def test_service_refusals_and_usage_exit_2(fake, tmp_path, capsys, monkeypatch):

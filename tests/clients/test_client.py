@@ -178,3 +178,26 @@ def test_round_trip_against_a_local_server(fake):
     with pytest.raises(ApiError) as info:
         client.get_project(9)
     assert info.value.status == 404 and info.value.details == {"project_id": 9}
+
+
+def test_admin_methods_send_the_right_requests(fake):
+    service, url = fake
+    client = CincerClient(url, TOKEN)
+    assert client.update_project(1, {"threshold": 0.3})["threshold"] == 0.3
+    assert service.requests[-1] == ("PATCH", "/api/v1/projects/1", {"threshold": 0.3})
+    assert client.project_history(1)[0]["changes"]["threshold"]["new"] == 0.3
+    token = client.create_token(1, "viewer")
+    assert client.list_tokens(1)[0]["id"] == token["id"]
+    assert client.revoke_token(1, token["id"]) is None
+    assert client.list_audits(1) == {"items": [], "total": 0}
+    x = [[0.0, 1.0], [2.0, 3.0]]
+    client.ingest(1, [{"x": x, "label": 0}, {"x": x, "label": 2}])
+    query = client.next_query(1)
+    client.answer_query(1, query["id"], np.int64(2), "b")          # index or class name
+    assert service.requests[-1][2] == {"example_label": 2, "counterexample_label": "b"}
+    assert client.list_queries(1, status="answered")["total"] == 1
+    assert client.delete_project(1) is None
+    assert service.requests[-1][:2] == ("DELETE", "/api/v1/projects/1")
+    with pytest.raises(ApiError) as caught:
+        client.get_project(1)
+    assert caught.value.status == 404

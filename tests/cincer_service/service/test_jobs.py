@@ -9,6 +9,7 @@ from cincer_service.service import (
     ThreadDispatcher,
     examples,
     jobs,
+    projects,
     reports,
     seed_demo,
 )
@@ -66,8 +67,13 @@ def test_thread_dispatcher_works_in_background(tmp_path, stream):
 def test_demo_is_seeded_once(tmp_path):
     ctx = make_context(tmp_path, dispatcher=None)
     project = seed_demo(ctx, n_examples=200, bootstrap_size=100)
-    assert project["name"] == "demo-digits" and project["input_shape"] == [64]
+    assert project["name"] == "demo-digits" and project["input_shape"] == [8, 8]
+    assert project["input_kind"] == "image"
     assert examples.list_examples(ctx, project["id"])["total"] == 200
+    text = [p for p in projects.list_projects(ctx) if p["input_kind"] == "text"]
+    assert len(text) == 1 and text[0]["name"] == "demo-intents"
+    page = examples.list_examples(ctx, text[0]["id"], limit=5)
+    assert page["total"] == 100 and all(e["text"] for e in page["items"])
     assert seed_demo(ctx) is None
 
 

@@ -176,6 +176,7 @@ def test_release_gives_the_query_back(open_queries):
     released = queries.release_query(ctx, pid, q["id"], alice)
     assert released["status"] == "open" and released["lease_expires_at"] is None
     assert queries.release_query(ctx, pid, q["id"], alice)["status"] == "open"   # replay
+    assert queries.lease_next_query(ctx, pid, alice)["id"] != q["id"]  # others first
     assert queries.lease_next_query(ctx, pid, bob)["id"] == q["id"]   # at once, not 300 s
 
 

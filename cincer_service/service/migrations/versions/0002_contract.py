@@ -16,6 +16,11 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("projects") as batch_op:
         batch_op.add_column(sa.Column("retrain_lease_holder", sa.String(64), nullable=True))
+        batch_op.add_column(sa.Column("input_kind", sa.String(20), nullable=False,
+                                      server_default="tabular"))
+        batch_op.add_column(sa.Column("feature_names", sa.JSON(), nullable=True))
+    with op.batch_alter_table("examples") as batch_op:
+        batch_op.add_column(sa.Column("raw", sa.Text(), nullable=True))
     # A project still collecting its bootstrap set wants no model yet (was 0, now -1).
     op.execute("UPDATE projects SET wanted_generation = -1 "
                "WHERE trained_generation < 0 AND wanted_generation = 0")
@@ -33,6 +38,8 @@ def upgrade() -> None:
         sa.Column("at", sa.DateTime(timezone=True), nullable=False))
     with op.batch_alter_table("label_events") as batch_op:
         batch_op.add_column(sa.Column("reason", sa.Text(), nullable=True))
+    with op.batch_alter_table("queries") as batch_op:
+        batch_op.add_column(sa.Column("released_by", sa.Integer(), nullable=True))
     with op.batch_alter_table("examples") as batch_op:
         batch_op.create_index("ux_examples_project_external_id", ["project_id", "external_id"],
                               unique=True)
@@ -97,11 +104,17 @@ def downgrade() -> None:
     op.drop_table("job_backoff")
     with op.batch_alter_table("examples") as batch_op:
         batch_op.drop_index("ux_examples_project_external_id")
+    with op.batch_alter_table("queries") as batch_op:
+        batch_op.drop_column("released_by")
     with op.batch_alter_table("label_events") as batch_op:
         batch_op.drop_column("reason")
     op.drop_table("project_events")
     with op.batch_alter_table("audits") as batch_op:
         batch_op.drop_column("auto_enqueue")
         batch_op.drop_column("lease_holder")
+    with op.batch_alter_table("examples") as batch_op:
+        batch_op.drop_column("raw")
     with op.batch_alter_table("projects") as batch_op:
+        batch_op.drop_column("feature_names")
+        batch_op.drop_column("input_kind")
         batch_op.drop_column("retrain_lease_holder")
