@@ -20,6 +20,11 @@ DEFAULT_THRESHOLD = 0.2          # CINCER's τ: suspicious iff margin μ ≥ τ
 DEFAULT_STRATEGY = "top_fisher"
 DEFAULT_BOOTSTRAP_SIZE = 100
 DEFAULT_MAX_EPOCHS = 100
+# How training decides when to stop (models.Classifier): on a held-out split's loss with
+# patience, keeping the best weights (the default); at a fixed training accuracy (the
+# schedule of docs/results.md before wave 2); or always at the epoch cap.
+TRAINING_SCHEDULES = ("validation", "accuracy", "fixed")
+DEFAULT_SCHEDULE = "validation"
 DEFAULT_WARM_EPOCHS = 5
 DEFAULT_RETRAIN_EVERY = 10
 
@@ -72,6 +77,7 @@ class ModelSpec:
     seed: int = 0
     max_epochs: int = DEFAULT_MAX_EPOCHS
     warm_epochs: int = DEFAULT_WARM_EPOCHS
+    schedule: str = DEFAULT_SCHEDULE
 
 
 @dataclass(frozen=True)

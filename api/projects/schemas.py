@@ -26,6 +26,9 @@ class ModelSpecSchema(ma.Schema):
     seed = StrictInteger(validate=_range("seed"))
     max_epochs = StrictInteger(validate=_range("epochs"))
     warm_epochs = StrictInteger(validate=_range("epochs"))
+    schedule = fields.String(validate=validate.OneOf(spec.TRAINING_SCHEDULES), metadata={
+        "description": "when training stops: validation (held-out loss, the default), "
+                       "accuracy (a fixed training accuracy) or fixed (the epoch cap)"})
 
 
 class RetrainSpecSchema(ma.Schema):

@@ -9,7 +9,7 @@ import sys
 from ..catalog import COUNTEREXAMPLE_DAMPING
 from ..datasets import DATASETS
 from ..experiments.config import PROTOCOLS, SimulationConfig
-from ..spec import DEFAULT_STRATEGY, MODEL_KINDS, RETRAIN_MODES
+from ..spec import DEFAULT_STRATEGY, MODEL_KINDS, RETRAIN_MODES, TRAINING_SCHEDULES
 
 DEFAULTS = SimulationConfig()
 
@@ -39,9 +39,13 @@ def register_command(subparsers) -> None:
                         "(the paper's loop; by default they are skipped)")
     p.add_argument("--max-epochs", type=int, default=DEFAULTS.max_epochs,
                    help="epochs cap for scratch training")
+    p.add_argument("--schedule", choices=TRAINING_SCHEDULES, default=DEFAULTS.schedule,
+                   help="when training stops: validation (held-out loss with patience, best "
+                        "weights kept; the default), accuracy (at a running train accuracy: "
+                        "the schedule of docs/results.md before wave 2) or fixed (epoch cap)")
     p.add_argument("--early-stop-accuracy", type=float, default=None,
-                   help="stop scratch training at this running train accuracy "
-                        "(default 0.9, 0.7 for lr; above 1 disables early stopping)")
+                   help="with --schedule accuracy: stop scratch training at this running "
+                        "train accuracy (default 0.9, 0.7 for lr; above 1 disables it)")
     p.add_argument("--n-samples", type=int, default=None, help="size of the synthetic data set")
     p.add_argument("--out", default=None, help="directory for results.json and PNG plots")
     p.add_argument("--json", action="store_true", help="print the JSON document on stdout")
@@ -59,7 +63,7 @@ def _command(args: argparse.Namespace) -> int:
         bootstrap=args.bootstrap, iterations=args.iterations, seeds=parse_list(args.seeds, int),
         retrain=args.retrain, protocol=args.protocol, damping=args.damping,
         oracle_noise=args.oracle_noise, skip_confirmed=not args.show_confirmed,
-        max_epochs=args.max_epochs,
+        max_epochs=args.max_epochs, schedule=args.schedule,
         early_stop_accuracy=args.early_stop_accuracy, n_samples=args.n_samples)
     try:
         config.validate()

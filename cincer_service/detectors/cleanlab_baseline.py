@@ -20,7 +20,7 @@ def cross_validated_probs(config: dict, X, y, folds: int = 5, seed: int = 0,
                 if counts[counts > 0].min() >= folds else KFold(folds, shuffle=True, random_state=seed))
     probs = np.zeros((len(y), config["n_classes"]))
     for fold, (train, held_out) in enumerate(splitter.split(X, y)):
-        options = dict(config, seed=config["seed"] + 1000 * (fold + 1))
+        options = dict(config, seed=config["seed"] + 1000 * (fold + 1), schedule="accuracy")
         if max_epochs is not None:
             options["max_epochs"] = max_epochs
         clf = Classifier(**options)

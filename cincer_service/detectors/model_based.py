@@ -88,7 +88,8 @@ class ModelBased(Detector):
         X_val = trusted.X[val]
         X_pool, y_pool = trusted.X[train], trusted.y[train]
         clf = Classifier(base.kind, base.input_shape, n_classes, seed=self.seed + 7919,
-                         learning_rate=base.learning_rate, batch_size=base.batch_size)
+                         learning_rate=base.learning_rate, batch_size=base.batch_size,
+                         schedule="accuracy")     # its own selection uses a validation split
         per_round = max(1, min(self.per_round, math.ceil(self.max_round_share * state.n)))
         added = np.zeros(state.n, dtype=bool)
         best_accuracy, best_weights = -1.0, None

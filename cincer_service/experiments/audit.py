@@ -45,8 +45,11 @@ def prepare_run(config: AuditConfig, seed: int) -> AuditRun:
     kwargs = {"n_samples": config.n_samples} if config.dataset == "synthetic" else {}
     ds = load_dataset(config.dataset, seed=seed, **kwargs)
     noisy, is_error = inject_noise(ds.y_train, ds.n_classes, config.noise, config.noise_type, seed)
+    # TracIn needs segments of exactly epochs_per_segment: the accuracy schedule's warm
+    # segments always run their epochs (the validation schedule may stop early).
     clf = Classifier(config.model, ds.input_shape, ds.n_classes, seed=seed,
-                     max_epochs=config.segments * config.epochs_per_segment)
+                     max_epochs=config.segments * config.epochs_per_segment,
+                     schedule="accuracy")
     checkpoints = fit_with_checkpoints(clf, ds.X_train, noisy, config.segments,
                                        config.epochs_per_segment)
     state = ModelState.build(clf, ds.X_train, noisy, damping=config.damping)

@@ -17,6 +17,7 @@ from .. import influence, reference
 from ..counterexamples import get_strategy
 from ..datasets import inject_noise, load_dataset
 from ..models import Classifier
+from ..spec import DEFAULT_SCHEDULE
 from ..state import ModelState
 from .bench_detectors import detector_benchmarks
 from .config import SimulationConfig
@@ -109,15 +110,29 @@ def bench_synthetic(n: int, repeats: int = 30, damping: float = 1e-3) -> tuple[f
     return _median_ms(one_query, repeats), factor_seconds
 
 
-def bench_iterations(iterations: int = 20) -> dict:
+def bench_iterations(iterations: int = 20, schedule: str = DEFAULT_SCHEDULE) -> dict:
     """Median seconds of one cleaning iteration on breast/fc, warm and scratch retraining."""
     out = {}
     for mode in ("warm", "scratch"):
         config = SimulationConfig(dataset="breast", model="fc", strategies=["top_fisher"],
-                                  iterations=iterations, seeds=[0], retrain=mode)
+                                  iterations=iterations, seeds=[0], retrain=mode,
+                                  schedule=schedule)
         result = run_cleaning(Experiment(config, 0), "top_fisher")
         out[f"breast_fc_{mode}"] = result.seconds_per_iteration
     return out
+
+
+def bench_in_loop(dataset: str, iterations: int = 100, seeds=(0, 1, 2)) -> dict:
+    """Inside the cleaning loop (scratch retrains, fc): median ms from a new model version
+    to its first counter-example (model state and Fisher factor built anew), and from the
+    built state to the counter-example."""
+    config = SimulationConfig(dataset=dataset, model="fc", strategies=["top_fisher"],
+                              iterations=iterations, seeds=list(seeds), retrain="scratch")
+    runs = [run_cleaning(Experiment(config, seed), "top_fisher") for seed in seeds]
+    return {"version_to_counterexample_ms": float(np.median(
+                [r.version_to_counterexample_ms for r in runs])),
+            "counterexample_ms": float(np.median([r.counterexample_ms for r in runs])),
+            "iterations": iterations, "seeds": list(seeds)}
 
 
 def run_bench(quick: bool = False, detectors: bool = True) -> dict:
@@ -130,6 +145,10 @@ def run_bench(quick: bool = False, detectors: bool = True) -> dict:
             continue
         doc["counterexample_ms"][name], doc["fisher_factor_seconds"][name] = bench_synthetic(n)
     doc["iteration_seconds"] = bench_iterations()
+    doc["in_loop_ms"] = {"breast_fc": bench_in_loop("breast", 40 if quick else 100,
+                                                    (0,) if quick else (0, 1, 2))}
+    if not quick:
+        doc["in_loop_ms"]["digits_fc"] = bench_in_loop("digits", 100, (0,))
     doc["reference_check"] = {"max_rel_error": max_rel}
     if detectors:
         doc["detectors"] = detector_benchmarks(quick)

@@ -15,10 +15,12 @@ from ..datasets import DATASETS, NOISE_TYPES
 from ..spec import (
     DEFAULT_BOOTSTRAP_SIZE,
     DEFAULT_MAX_EPOCHS,
+    DEFAULT_SCHEDULE,
     DEFAULT_STRATEGY,
     DEFAULT_THRESHOLD,
     MODEL_KINDS,
     RETRAIN_MODES,
+    TRAINING_SCHEDULES,
     ModelSpec,
     RetrainPolicy,
 )
@@ -64,7 +66,8 @@ class SimulationConfig:
     oracle_noise: float = 0.0
     skip_confirmed: bool = True        # never show a human-confirmed example as counter-example
     max_epochs: int = DEFAULT_MAX_EPOCHS
-    early_stop_accuracy: float | None = None    # None: the model kind's default (0.9, lr 0.7)
+    schedule: str = DEFAULT_SCHEDULE            # validation | accuracy | fixed
+    early_stop_accuracy: float | None = None    # schedule "accuracy": None is the kind's default
     n_samples: int | None = None
 
     def validate(self) -> None:
@@ -78,6 +81,8 @@ class SimulationConfig:
             (self.protocol in PROTOCOLS, f"--protocol must be one of {', '.join(PROTOCOLS)}"),
             (self.bootstrap > 0 and self.iterations >= 0, "--bootstrap must be > 0, --iterations >= 0"),
             (0.0 <= self.oracle_noise < 1.0, "--oracle-noise must lie in [0, 1)"),
+            (self.schedule in TRAINING_SCHEDULES,
+             f"--schedule must be one of {', '.join(TRAINING_SCHEDULES)}"),
             (bool(self.strategies) and bool(self.seeds), "give at least one strategy and one seed"),
             (not (self.model == "cnn" and self.dataset != "digits"), "cnn needs image data (digits)"),
         ])

@@ -44,7 +44,8 @@ class RunResult:
     precision_at_5: float | None = None
     precision_at_10: float | None = None
     seconds_per_iteration: float | None = None
-    counterexample_ms: float | None = None
+    counterexample_ms: float | None = None          # median: state built -> counter-example
+    version_to_counterexample_ms: float | None = None   # median: new model -> counter-example
 
 
 def _weighted_f1(clf: Classifier, X, y) -> float:
@@ -70,7 +71,8 @@ class Experiment:
     def new_classifier(self) -> Classifier:
         return Classifier(self.config.model, self.data.input_shape, self.data.n_classes,
                           seed=self.seed, max_epochs=self.config.max_epochs,
-                          early_stop_accuracy=self.config.early_stop_accuracy)
+                          early_stop_accuracy=self.config.early_stop_accuracy,
+                          schedule=self.config.schedule)
 
     def oracle(self):
         truth = self.data.y_train
@@ -92,7 +94,7 @@ def run_cleaning(exp: Experiment, name: str, progress=None) -> RunResult:
     clf.fit(data.X_train[known], [labels[i] for i in known], mode="scratch")
     result = RunResult(name, exp.seed, n_cleaned=0, n_cleaned_incoming=0,
                        n_cleaned_counterexamples=0, f1_trace=[], cleaned_trace=[])
-    iteration_seconds, ce_ms = [], []
+    iteration_seconds, ce_ms, version_ms = [], [], []
     for t in exp.stream:
         t = int(t)
         start = time.perf_counter()
@@ -104,7 +106,9 @@ def run_cleaning(exp: Experiment, name: str, progress=None) -> RunResult:
                               cfg.threshold, variant, known_index=np.asarray(known),
                               exclude=exclude)
         if outcome.counterexample is not None:
-            ce_ms.append((time.perf_counter() - ce_start) * 1e3)
+            done = time.perf_counter()
+            ce_ms.append((done - ce_start) * 1e3)
+            version_ms.append((done - start) * 1e3)     # new model -> its counter-example
         if outcome.suspicious:
             confirmed.add(t)
             result.n_queries += 1
@@ -131,6 +135,7 @@ def run_cleaning(exp: Experiment, name: str, progress=None) -> RunResult:
     result.f1 = result.f1_trace[-1] if result.f1_trace else _weighted_f1(clf, data.X_test, data.y_test)
     result.seconds_per_iteration = float(np.median(iteration_seconds)) if iteration_seconds else None
     result.counterexample_ms = float(np.median(ce_ms)) if ce_ms else None
+    result.version_to_counterexample_ms = float(np.median(version_ms)) if version_ms else None
     return result
 
 

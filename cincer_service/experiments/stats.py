@@ -43,6 +43,8 @@ def summarize_simulation(runs) -> dict:
             "precision_at_5_mean": mean_se([r.precision_at_5 for r in rs])[0],
             "precision_at_10_mean": mean_se([r.precision_at_10 for r in rs])[0],
             "counterexample_ms_median": median([r.counterexample_ms for r in rs]),
+            "version_to_counterexample_ms_median": median(
+                [r.version_to_counterexample_ms for r in rs]),
             "seconds_per_iteration_median": median([r.seconds_per_iteration for r in rs]),
         }
     return summary

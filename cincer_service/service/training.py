@@ -16,7 +16,13 @@ import time
 import numpy as np
 from sqlalchemy import case, func, select, update
 
-from ..spec import BOOTSTRAP_AUDIT_DETECTORS, bootstrap_audit_size
+from ..spec import (
+    BOOTSTRAP_AUDIT_DETECTORS,
+    DEFAULT_MAX_EPOCHS,
+    DEFAULT_SCHEDULE,
+    DEFAULT_WARM_EPOCHS,
+    bootstrap_audit_size,
+)
 from . import evaluation, webhooks
 from .context import TRAINING, ServiceContext, latest_version, project_row
 from .errors import Conflict
@@ -103,8 +109,9 @@ def retrain(ctx: ServiceContext, pid: int, progress=None) -> int | None:
                 .order_by(Example.id)).all()
             previous = latest_version(s, pid)
             spec, shape = dict(project.model), tuple(project.input_shape)
-            clf = new_classifier(project, max_epochs=spec.get("max_epochs", 100),
-                                 warm_epochs=spec.get("warm_epochs", 5))
+            clf = new_classifier(project, max_epochs=spec.get("max_epochs", DEFAULT_MAX_EPOCHS),
+                                 warm_epochs=spec.get("warm_epochs", DEFAULT_WARM_EPOCHS),
+                                 schedule=spec.get("schedule", DEFAULT_SCHEDULE))
             fit_mode = "scratch"
             if project.retrain["mode"] == "warm" and previous is not None:
                 clf.set_weights(weights_from_bytes(previous.weights))
@@ -137,6 +144,9 @@ def retrain(ctx: ServiceContext, pid: int, progress=None) -> int | None:
                 weights=weights_to_bytes(clf.get_weights()), train_ids=ids.tobytes(),
                 train_size=len(ids), metrics={"train_accuracy": train_accuracy,
                                               "epochs": report.epochs,
+                                              "schedule": report.schedule,
+                                              "best_epoch": report.best_epoch,
+                                              "validation_loss": report.validation_loss,
                                               "seconds": round(seconds, 3),
                                               "heldout": heldout_metrics}))
             evaluation.mark_holdout(s, heldout)

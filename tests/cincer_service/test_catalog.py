@@ -30,3 +30,9 @@ def test_the_api_process_does_not_load_tensorflow():
                              text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+def test_training_schedules_match_the_models():
+    from cincer_service import spec
+    from cincer_service.models import SCHEDULES
+    assert spec.TRAINING_SCHEDULES == SCHEDULES and spec.DEFAULT_SCHEDULE in SCHEDULES
