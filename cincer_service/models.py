@@ -360,31 +360,35 @@ class Classifier:
         return out
 
     def _train_impl(self, X, y, epochs, target_accuracy, seed):
-        """The original training loop (``schedule="accuracy"``), unchanged."""
+        """The original training loop (``schedule="accuracy"``): epochs until the running
+        accuracy reaches ``target_accuracy``."""
+        epoch = tf.constant(0)
+        accuracy = tf.constant(0.0)
+        for epoch in tf.range(epochs):
+            accuracy = self._epoch(X, y, epoch, seed)
+            if accuracy >= target_accuracy:
+                break
+        return epoch + 1, accuracy
+
+    def _epoch(self, X, y, epoch, seed):
+        """One pass over ``(X, y)`` in a seeded shuffled order; the running accuracy."""
         n = tf.shape(X)[0]
         bs = self.batch_size
         n_batches = (n + bs - 1) // bs
         variables = self.model.trainable_variables
-        epoch = tf.constant(0)
-        accuracy = tf.constant(0.0)
-        for epoch in tf.range(epochs):
-            order = tf.random.experimental.stateless_shuffle(
-                tf.range(n), seed=seed + tf.stack([epoch, 0]))
-            correct = tf.constant(0.0)
-            for b in tf.range(n_batches):
-                idx = order[b * bs:(b + 1) * bs]
-                xb, yb = tf.gather(X, idx), tf.gather(y, idx)
-                with tf.GradientTape() as tape:
-                    _, p = self.model(xb, training=True)
-                    loss = tf.reduce_mean(
-                        keras.losses.sparse_categorical_crossentropy(yb, p))
-                grads = tape.gradient(loss, variables)
-                self.optimizer.apply_gradients(zip(grads, variables))
-                correct += tf.reduce_sum(tf.cast(tf.argmax(p, axis=1) == yb, tf.float32))
-            accuracy = correct / tf.cast(n, tf.float32)
-            if accuracy >= target_accuracy:
-                break
-        return epoch + 1, accuracy
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(n), seed=seed + tf.stack([epoch, 0]))
+        correct = tf.constant(0.0)
+        for b in tf.range(n_batches):
+            idx = order[b * bs:(b + 1) * bs]
+            xb, yb = tf.gather(X, idx), tf.gather(y, idx)
+            with tf.GradientTape() as tape:
+                _, p = self.model(xb, training=True)
+                loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(yb, p))
+            grads = tape.gradient(loss, variables)
+            self.optimizer.apply_gradients(zip(grads, variables))
+            correct += tf.reduce_sum(tf.cast(tf.argmax(p, axis=1) == yb, tf.float32))
+        return correct / tf.cast(n, tf.float32)
 
     def _train_fixed_impl(self, X, y, epochs, target_accuracy, seed):
         done, accuracy = self._train_impl(X, y, epochs, target_accuracy, seed)
@@ -408,9 +412,6 @@ class Classifier:
         weights. Epoch 0 (the starting weights) is the fallback only if no epoch gives a
         finite loss.
         """
-        n = tf.shape(X)[0]
-        bs = self.batch_size
-        n_batches = (n + bs - 1) // bs
         variables = self.model.trainable_variables
         for keep, v in zip(self._best, variables):
             keep.assign(v)
@@ -420,20 +421,7 @@ class Classifier:
         waited = tf.constant(0)
         epoch = tf.constant(0)
         for epoch in tf.range(epochs):
-            order = tf.random.experimental.stateless_shuffle(
-                tf.range(n), seed=seed + tf.stack([epoch, 0]))
-            correct = tf.constant(0.0)
-            for b in tf.range(n_batches):
-                idx = order[b * bs:(b + 1) * bs]
-                xb, yb = tf.gather(X, idx), tf.gather(y, idx)
-                with tf.GradientTape() as tape:
-                    _, p = self.model(xb, training=True)
-                    loss = tf.reduce_mean(
-                        keras.losses.sparse_categorical_crossentropy(yb, p))
-                grads = tape.gradient(loss, variables)
-                self.optimizer.apply_gradients(zip(grads, variables))
-                correct += tf.reduce_sum(tf.cast(tf.argmax(p, axis=1) == yb, tf.float32))
-            accuracy = correct / tf.cast(n, tf.float32)
+            accuracy = self._epoch(X, y, epoch, seed)
             val_loss = self._validation_loss(X_val, y_val)
             if val_loss < best_loss:
                 best_loss, best_epoch, best_accuracy = val_loss, epoch + 1, accuracy
