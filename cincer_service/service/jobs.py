@@ -16,7 +16,7 @@ from typing import Callable
 
 from sqlalchemy import and_, delete, or_, select
 
-from . import audits, overview, queries, training, webhooks
+from . import audits, overview, screening, training, webhooks
 from .context import ServiceContext
 from .store import Audit, Example, JobBackoff, ModelVersion, Project, Query, utcnow
 
@@ -116,8 +116,8 @@ class Job:
 
 
 JOBS: dict[str, Job] = {
-    "screen": Job(queries.screen_pending),
-    "counterexample": Job(queries.compute_counterexample),
+    "screen": Job(screening.screen_pending),
+    "counterexample": Job(screening.compute_counterexample),
     "retrain": Job(training.retrain, progress=True),
     "audit": Job(audits.run_audit, progress=True),
     "overview": Job(overview.compute_overview, progress=True),

@@ -1,0 +1,126 @@
+"""Screening: the jobs that turn the stream into queries.
+
+``screen_pending`` (job ``screen``) checks pending examples against the latest model: a
+confident disagreement (margin μ ≥ τ, τ fixed or following the project's question budget)
+becomes a ``computing`` query with a priority, the rest join the training set.
+``compute_counterexample`` (job ``counterexample``) finds the query's counter-example with
+the project's strategy and opens it.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+from sqlalchemy import select, update
+
+from . import budget, priority, webhooks
+from .context import ServiceContext, latest_version, project_row
+from .store import Example, ModelVersion, Project, Query, utcnow
+
+log = logging.getLogger(__name__)
+
+
+def screen_pending(ctx: ServiceContext, pid: int) -> int:
+    """Screen the project's pending examples (job ``screen``); returns how many."""
+    from ..cleaning import screen_batch  # TensorFlow: only where jobs run
+    n_done = 0
+    while True:
+        new_queries = []
+        with ctx.store.session() as s:
+            project = project_row(s, pid)
+            version = latest_version(s, pid)
+            if version is None:
+                return n_done           # the first retrain submits screening again
+            batch = s.scalars(select(Example).where(
+                Example.project_id == pid, Example.status == "pending")
+                .order_by(Example.id).limit(ctx.settings.screen_batch)).all()
+            if not batch:
+                return n_done
+            clf = ctx.models.classifier(project, version)
+            probs = clf.predict_proba(np.stack([e.features(project.input_shape)
+                                                for e in batch]))
+            labels = [e.label for e in batch]
+            threshold, _, window = budget.screen_threshold(
+                project.threshold, project.query_budget, project.recent_margins,
+                budget.margins(probs, labels))
+            verdicts = screen_batch(probs, labels, threshold)
+            history = priority.load_history(s, pid)
+            accepted, now, queued = 0, utcnow(), False
+            for e, p, v in zip(batch, probs, verdicts):
+                status = "suspicious" if v.suspicious else "accepted"
+                claimed = s.execute(update(Example).where(
+                    Example.id == e.id, Example.status == "pending")
+                    .values(status=status, updated_at=now)
+                    .execution_options(synchronize_session=False))
+                if claimed.rowcount != 1:
+                    continue
+                n_done += 1
+                if not v.suspicious:
+                    accepted += 1
+                    continue
+                q = Query(project_id=pid, example_id=e.id, model_version=version.version,
+                          strategy=project.strategy, margin=float(v.margin),
+                          prediction=int(v.prediction), probabilities=[float(a) for a in p],
+                          status="computing", origin="stream", created_at=now)
+                q.priority, q.priority_terms = priority.score(v.margin, e.label, v.prediction,
+                                                              history)
+                s.add(q)
+                s.flush()
+                new_queries.append(q.id)
+                queued |= webhooks.emit(s, pid, "example.suspicious", {
+                    "example_id": e.id, "external_id": e.external_id, "label": e.label,
+                    "prediction": q.prediction, "margin": q.margin, "query_id": q.id,
+                    "model_version": q.model_version})
+            if accepted:
+                s.execute(update(Project).where(Project.id == pid)
+                          .values(generation=Project.generation + 1))
+            s.execute(update(Project).where(Project.id == pid).values(recent_margins=window)
+                      .execution_options(synchronize_session=False))
+        if queued:
+            ctx.submit("deliver_webhooks", pid)
+        for qid in new_queries:
+            ctx.submit("counterexample", qid)
+
+
+def compute_counterexample(ctx: ServiceContext, qid: int) -> int | None:
+    """Find a ``computing`` query's counter-example and open it (job ``counterexample``)."""
+    from ..counterexamples import NoCandidates, get_strategy
+    with ctx.store.session() as s:
+        q = s.get(Query, qid)
+        if q is None or q.status != "computing":
+            return None
+        project = project_row(s, q.project_id)
+        version = s.scalar(select(ModelVersion).where(
+            ModelVersion.project_id == project.id,
+            ModelVersion.version == q.model_version)) or latest_version(s, project.id)
+        state, ids, confirmed, entry = ctx.models.training_state(s, project, version)
+        example = s.get(Example, q.example_id)
+        exclude = confirmed | (ids == example.id)
+        ce_id, ce_probs, note = None, None, None
+        ce_scores, ce_label = None, q.prediction
+        started = time.perf_counter()
+        with entry["lock"]:
+            try:
+                ranking = get_strategy(q.strategy).rank(
+                    state, example.features(project.input_shape), example.label, exclude)
+                ce_id = int(ids[ranking.best])
+                ce_probs = [float(a) for a in np.asarray(state.probs[ranking.best])]
+                ce_scores, ce_label = np.asarray(ranking.scores), ranking.prediction
+            except NoCandidates as exc:
+                note = str(exc)
+        elapsed_ms = (time.perf_counter() - started) * 1e3
+        value, terms = priority.score(q.margin, example.label, ce_label,
+                                      priority.load_history(s, project.id), ce_scores)
+        opened = s.execute(update(Query).where(Query.id == qid, Query.status == "computing")
+                           .values(counterexample_id=ce_id, counterexample_probabilities=ce_probs,
+                                   note=note, status="open", priority=value,
+                                   priority_terms=terms)
+                           .execution_options(synchronize_session=False))
+        queued = opened.rowcount == 1 and webhooks.emit(s, project.id, "query.opened", {
+            "query_id": qid, "example_id": example.id, "counterexample_id": ce_id,
+            "origin": q.origin, "strategy": q.strategy, "margin": q.margin, "note": note})
+    log.info("query %s: counter-example %s in %.1f ms", qid, ce_id, elapsed_ms)
+    if queued:
+        ctx.submit("deliver_webhooks", project.id)
+    return ce_id
