@@ -5,8 +5,7 @@ resource family holds the use cases (``access``, ``projects``, ``examples``, ``q
 ``training``, ``audits``, ``reports``), and ``jobs`` maps background-job names to them.
 ``api/`` handlers and ``tasks/`` jobs call these modules with a ``ServiceContext``.
 """
-from . import (access, audits, examples, jobs, projects, queries, reports, screening, training,
-               webhooks)
+from . import access, audits, examples, jobs, projects, queries, reports, screening, training, webhooks
 from .access import ROLES, Principal
 from .context import ServiceContext, build_context
 from .demo import seed_demo
@@ -16,7 +15,7 @@ from .settings import Settings
 from .store import Store
 
 __all__ = ["access", "audits", "examples", "jobs", "projects", "queries", "reports",
-           "training", "screening", "webhooks", "ROLES", "Principal", "ServiceContext", "build_context", "seed_demo",
-           "Dispatcher", "InlineDispatcher", "NullDispatcher", "ThreadDispatcher", "BadInput",
-           "Conflict", "Forbidden", "NotFound", "ServiceError", "Unauthorized", "Settings",
-           "Store"]
+           "screening", "training", "webhooks", "ROLES", "Principal", "ServiceContext",
+           "build_context", "seed_demo", "Dispatcher", "InlineDispatcher", "NullDispatcher",
+           "ThreadDispatcher", "BadInput", "Conflict", "Forbidden", "NotFound", "ServiceError",
+           "Unauthorized", "Settings", "Store"]
