@@ -19,6 +19,12 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
+# The longer fault/load/fuzz variants (pytest marker `long`, deselected by `make test`):
+# 5,000 fuzz cases, 60 s of concurrent annotators.
+.PHONY: test-long
+test-long: $(STAMP)
+	$(BIN)/python -m pytest -q -m long
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 

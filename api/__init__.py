@@ -13,6 +13,7 @@ import logging
 from flask import Flask, request
 
 from .config import API_PREFIX, load_config
+from .fields import BoundedIntConverter
 
 __all__ = ["create_app", "API_PREFIX"]
 
@@ -41,6 +42,7 @@ def create_app(settings=None, service=None, config: dict | None = None) -> Flask
     if owns_service:
         service = build_context(settings)
     app = Flask(__name__)
+    app.url_map.converters["int"] = BoundedIntConverter     # before any route is added
     load_config(app, config)
     app.extensions["cincer"] = service
     register_extensions(app)

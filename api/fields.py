@@ -13,6 +13,19 @@ import marshmallow as ma
 from flask_smorest import Blueprint as SmorestBlueprint
 from webargs import core
 from webargs.flaskparser import FlaskParser, abort, is_json_request
+from werkzeug.routing import IntegerConverter
+
+# The largest id a database integer holds (SQLite's and PostgreSQL's BIGINT): a larger one in
+# a path or a body is no row anyone has, and must not reach the database (OverflowError).
+MAX_ID = 2**63 - 1
+
+
+class BoundedIntConverter(IntegerConverter):
+    """Flask's ``<int:...>`` URL converter, bounded by ``MAX_ID`` (a larger id is a 404)."""
+
+    def __init__(self, map, *args, **kwargs):
+        kwargs.setdefault("max", MAX_ID)
+        super().__init__(map, *args, **kwargs)
 
 
 class NonFiniteNumber(ValueError):

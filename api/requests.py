@@ -37,9 +37,9 @@ def replay_idempotent_post():
         raise BadInput("empty Idempotency-Key header", {IDEMPOTENCY_HEADER: ["not empty"]})
     principal = current_principal()
     print_ = idempotency.fingerprint(request.method, request.path, request.get_data())
-    stored = idempotency.recall(get_context(), principal.token_id, key, print_)
+    stored = idempotency.reserve(get_context(), principal.token_id, key, print_)
     if stored is None:
-        g.idempotency = (principal.token_id, key, print_)
+        g.idempotency = (principal.token_id, key)
         return None
     status, body = stored
     response = jsonify(body)
@@ -49,11 +49,15 @@ def replay_idempotent_post():
 
 
 def remember_idempotent_post(response):
-    """Keep a successful JSON answer under its ``Idempotency-Key``."""
+    """Keep a successful JSON answer under its ``Idempotency-Key``; free the key of a
+    request that failed."""
     pending = g.pop("idempotency", None)
-    if pending is not None and 200 <= response.status_code < 300 and response.is_json:
-        idempotency.remember(get_context(), *pending, response.status_code,
-                             response.get_json())
+    if pending is not None:
+        if 200 <= response.status_code < 300 and response.is_json:
+            idempotency.remember(get_context(), *pending, response.status_code,
+                                 response.get_json())
+        else:
+            idempotency.release(get_context(), *pending)
     return response
 
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # A production-shaped cluster on this machine, loopback only:
-#   Redis (started only if none answers at CINCER_REDIS_URL), two Celery workers (the first
-#   also runs beat, the periodic reconciler) and the API under gunicorn.
+#   Redis (started only if none answers at CINCER_REDIS_URL), two Celery workers, Celery
+#   beat (the periodic reconciler, exactly one per cluster, as its own process) and the API
+#   under gunicorn. Every component runs in its own process group with its own pid file;
+#   `stop` signals and waits for whole groups, so no child (a pool process, ...) outlives it.
 #
 #   deploy/local-cluster.sh start|stop|status
 #
@@ -25,13 +27,28 @@ export CINCER_DATA_DIR="${CINCER_DATA_DIR:-$ROOT/cincer-data}"
 CLUSTER="$CINCER_DATA_DIR/cluster"
 export CINCER_BIND="${CINCER_BIND:-127.0.0.1:8000}"
 STOP_TIMEOUT="${CINCER_STOP_TIMEOUT:-30}"
-COMPONENTS=(api worker1 worker2 redis)
+COMPONENTS=(api worker1 worker2 beat redis)
 
 die() { echo "local-cluster: $*" >&2; exit 1; }
 
 pid_of() { [[ -f "$CLUSTER/$1.pid" ]] && cat "$CLUSTER/$1.pid" || true; }
 
-alive() { local pid; pid="$(pid_of "$1")"; [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; }
+# A process that exists and is not a zombie (a killed main process stays a zombie until
+# init reaps it, and `kill -0` still finds it).
+pid_running() { kill -0 "$1" 2>/dev/null && [[ "$(ps -o stat= -p "$1" 2>/dev/null)" != Z* ]]; }
+
+# The running (non-zombie) members of process group $1.
+group_members() {
+    local p
+    for p in $(pgrep -g "$1" 2>/dev/null); do pid_running "$p" && echo "$p"; done
+    return 0
+}
+
+alive() { local pid; pid="$(pid_of "$1")"; [[ -n "$pid" ]] && pid_running "$pid"; }
+
+# Any process left in the component's process group (its main process, or children that
+# outlived it, e.g. after the main process was killed with SIGKILL).
+group_alive() { local pid; pid="$(pid_of "$1")"; [[ -n "$pid" && -n "$(group_members "$pid")" ]]; }
 
 redis_answers() {
     "$PY" - "$1" <<'EOF' 2>/dev/null
@@ -65,7 +82,7 @@ wait_healthz() {
     local url="$1" deadline=$((SECONDS + 90))
     while ((SECONDS < deadline)); do
         answers "$url" && return 0
-        for c in api worker1 worker2; do
+        for c in api worker1 worker2 beat; do
             alive "$c" || fail_start "$c exited during start-up (log: $CLUSTER/$c.log)" "$CLUSTER/$c.log"
         done
         sleep 0.5
@@ -77,7 +94,7 @@ start() {
     [[ -x "$PY" ]] || die "no virtual environment at $VENV (run \`make test\` or set CINCER_VENV)"
     mkdir -p "$CLUSTER"
     for c in "${COMPONENTS[@]}"; do
-        alive "$c" && die "already running ($c, pid $(pid_of "$c")); \`$0 stop\` first"
+        group_alive "$c" && die "already running ($c, process group $(pid_of "$c")); \`$0 stop\` first"
     done
     rm -f "$CLUSTER"/*.pid "$CLUSTER/redis.url"
 
@@ -112,8 +129,9 @@ start() {
     "$PY" -c 'from cincer_service.service import Settings, build_context; build_context(Settings.from_env())' \
         || fail_start "could not migrate the database"
 
-    launch worker1 "$VENV/bin/cincer-service" worker --beat --hostname "worker1@%h"
+    launch worker1 "$VENV/bin/cincer-service" worker --hostname "worker1@%h"
     launch worker2 "$VENV/bin/cincer-service" worker --hostname "worker2@%h"
+    launch beat "$VENV/bin/cincer-service" beat --schedule "$CLUSTER/celerybeat-schedule"
     launch api "$VENV/bin/gunicorn" -c "$ROOT/deploy/gunicorn.conf.py"
 
     local url="http://$CINCER_BIND"
@@ -124,13 +142,19 @@ start() {
 
 # Stop the named components together: SIGTERM to each main process only (Celery then
 # finishes its running job -- a warm shutdown -- and gunicorn its in-flight requests), wait up
-# to STOP_TIMEOUT for each whole process group to exit, then SIGKILL what is left.
+# to STOP_TIMEOUT for each whole process group to exit, then SIGKILL what is left. A group
+# whose main process is gone (killed with SIGKILL: its pool children or an embedded beat live
+# on as orphans) gets SIGTERM as a whole, so nothing outlives `stop`.
 stop_group() {
     local name pid waiting=()
     for name in "$@"; do
         pid="$(pid_of "$name")"
-        if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
+        if [[ -n "$pid" ]] && pid_running "$pid"; then
             kill -TERM "$pid" 2>/dev/null || true
+            waiting+=("$name:$pid")
+        elif [[ -n "$pid" && -n "$(group_members "$pid")" ]]; then
+            echo "$name (pid $pid) is gone but left processes in its group: SIGTERM to them"
+            kill -TERM -- "-$pid" 2>/dev/null || true
             waiting+=("$name:$pid")
         else
             rm -f "$CLUSTER/$name.pid"
@@ -140,7 +164,7 @@ stop_group() {
     while :; do
         left=()
         for entry in "${waiting[@]}"; do
-            kill -0 -- "-${entry#*:}" 2>/dev/null && left+=("$entry")
+            [[ -n "$(group_members "${entry#*:}")" ]] && left+=("$entry")
         done
         ((${#left[@]} == 0 || SECONDS >= deadline)) && break
         sleep 0.2
@@ -158,6 +182,7 @@ stop_group() {
 stop() {
     [[ -d "$CLUSTER" ]] || { echo "nothing to stop"; return 0; }
     stop_group api                    # no new jobs from requests ...
+    stop_group beat                   # ... nor from the periodic reconciler ...
     stop_group worker1 worker2        # ... running jobs finish ...
     stop_group redis                  # ... then the broker (only if this script started it)
     rm -f "$CLUSTER/redis.url"
@@ -168,6 +193,9 @@ status() {
     for c in "${COMPONENTS[@]}"; do
         if alive "$c"; then
             echo "$c: running (pid $(pid_of "$c"))"; running=$((running + 1))
+        elif group_alive "$c"; then
+            echo "$c: main process gone, processes left in group $(pid_of "$c") (\`$0 stop\` ends them)"
+            running=$((running + 1))
         elif [[ "$c" == redis && -s "$CLUSTER/redis.url" ]]; then
             echo "redis: external ($(cat "$CLUSTER/redis.url"))"
         else

@@ -4,7 +4,7 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from ..fields import StrictInteger, check_text
+from ..fields import MAX_ID, StrictInteger, check_text
 
 
 class CellSummarySchema(ma.Schema):
@@ -70,7 +70,8 @@ class CellSchema(ma.Schema):
 class ActionInSchema(ma.Schema):
     action = fields.String(required=True, validate=validate.OneOf(("relabel", "confirm",
                                                                    "remove")))
-    example_ids = fields.List(StrictInteger(validate=validate.Range(min=1)), required=True,
+    example_ids = fields.List(StrictInteger(validate=validate.Range(min=1, max=MAX_ID)),
+                              required=True,
                               validate=validate.Length(min=1, max=5000))
     label = StrictInteger(load_default=None, allow_none=True, validate=validate.Range(min=0),
                           metadata={"description": "the new label (relabel only)"})

@@ -5,6 +5,9 @@ is an error otherwise, so ``make test`` never passes without the integration tes
 
     with start_redis() as redis_url, postgres_database() as pg_url: ...
     with process([...], env, log_path) as proc: wait_http(url + "/healthz", 60)
+    with redis_server() as server: server.stop(); ...; server.start()   # same port
+    with database_url(tmp_path) as url: ...     # PostgreSQL when it answers, else SQLite
+    processes_with_env("CINCER_DATA_DIR", str(tmp_path))   # what a cluster left running
 """
 from __future__ import annotations
 
@@ -20,7 +23,9 @@ import warnings
 from contextlib import contextmanager
 
 __all__ = ["free_port", "wait_http", "wait_until", "process", "log_tail", "start_redis",
-           "redis_answers", "postgres_database"]
+           "redis_answers", "postgres_database", "redis_server", "RedisServer",
+           "database_url", "kill_group", "child_pids", "pid_alive", "processes_with_env",
+           "clean_env"]
 
 
 def free_port() -> int:
@@ -189,6 +194,61 @@ def start_redis(timeout: float = 20.0):
                                    f"{log_tail(log_path)}")
 
 
+class RedisServer:
+    """A private ``redis-server`` on a fixed loopback port that can be stopped and started
+    again on the same port (an outage): ``url``, ``start()``, ``stop(kill=False)``,
+    ``running``."""
+
+    def __init__(self, workdir: str, port: int | None = None):
+        self.workdir, self.port = workdir, port or free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.log_path = os.path.join(workdir, "redis.log")
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self, timeout: float = 20.0) -> "RedisServer":
+        if self.running:
+            return self
+        cmd = [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
+               "--save", "", "--appendonly", "no", "--dir", self.workdir,
+               "--logfile", self.log_path]
+        deadline = time.monotonic() + timeout
+        while True:
+            self.proc = subprocess.Popen(cmd, cwd=self.workdir, stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         start_new_session=True)
+            while self.proc.poll() is None and time.monotonic() < deadline:
+                if redis_answers(self.url, timeout=0.5):
+                    return self
+                time.sleep(0.05)
+            kill_group(self.proc, 2)
+            if time.monotonic() > deadline:  # e.g. the port is still held by something else
+                raise RuntimeError(f"redis-server did not start on port {self.port}:\n"
+                                   f"{log_tail(self.log_path)}")
+            time.sleep(0.2)
+
+    def stop(self, kill: bool = False) -> None:
+        """Stop the server (SIGKILL when ``kill``, else SIGTERM); its data is gone."""
+        if self.proc is not None:
+            kill_group(self.proc, 5, signal.SIGKILL if kill else signal.SIGTERM)
+            self.proc = None
+
+
+@contextmanager
+def redis_server(port: int | None = None):
+    """A private, restartable ``RedisServer`` (never ``CINCER_TEST_REDIS_URL``: the tests
+    that use this one stop it), stopped after the block."""
+    with tempfile.TemporaryDirectory(prefix="cincer-redis-") as workdir:
+        server = RedisServer(workdir, port)
+        try:
+            yield server.start()
+        finally:
+            server.stop()
+
+
 # -- PostgreSQL --------------------------------------------------------------------------------
 @contextmanager
 def postgres_database():
@@ -225,3 +285,75 @@ def postgres_database():
                            "WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
             cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
         admin.close()
+
+
+@contextmanager
+def database_url(tmp_path):
+    """PostgreSQL (a scratch database) when ``CINCER_TEST_POSTGRES_URL`` answers, else a
+    SQLite file in ``tmp_path``; yields ``(url, kind)`` with kind ``postgresql``/``sqlite``."""
+    with postgres_database() as url:
+        if url is not None:
+            yield url, "postgresql"
+        else:
+            yield f"sqlite:///{os.path.join(str(tmp_path), 'cincer.db')}", "sqlite"
+
+
+# -- processes ---------------------------------------------------------------------------------
+def clean_env(**cincer) -> dict:
+    """This process' environment without any ``CINCER_*`` variable, quiet TensorFlow on the
+    CPU, unbuffered Python, plus ``cincer`` (values turned into strings)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CINCER_")}
+    env.update(TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="", PYTHONUNBUFFERED="1")
+    env.update({k: str(v) for k, v in cincer.items() if v is not None})
+    return env
+
+
+def pid_alive(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    except OSError:
+        try:
+            os.kill(pid, 0)
+            return True
+        except ProcessLookupError:
+            return False
+
+
+def child_pids(pid: int) -> list[int]:
+    """The live direct children of ``pid`` (Linux ``/proc``)."""
+    children = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            children.append(int(entry))
+    return sorted(children)
+
+
+def processes_with_env(name: str, value: str) -> list[tuple[int, str]]:
+    """``(pid, command line)`` of every live process (of this user) whose environment has
+    ``name=value``: what a cluster started with that environment left running."""
+    wanted = f"{name}={value}".encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as handle:
+                environ = handle.read().split(b"\0")
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                cmdline = handle.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        if wanted in environ and pid_alive(int(entry)):
+            found.append((int(entry), cmdline))
+    return sorted(found)

@@ -1,25 +1,37 @@
-"""``deploy/local-cluster.sh``: Redis, two workers (one with beat) and gunicorn on loopback,
-started, used and stopped for real."""
+"""``deploy/local-cluster.sh``: Redis, two workers, beat (its own process) and gunicorn on
+loopback, started, used and stopped for real -- also after a worker's main process was killed
+with SIGKILL, leaving its pool child orphaned: ``stop`` leaves no process behind."""
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import requests
 from flask import Flask
 
+from api.background import celery_init_app
 from cincer_service.datasets import load_dataset
 from cincer_service.service import Settings, build_context, examples, projects, reports
 from cincer_service.spec import ProjectSpec
-from api.background import celery_init_app
-from tests.support.services import (free_port, log_tail, redis_answers, redis_server_binary,
-                                    start_redis, wait_until)
+from tests.support.services import (
+    child_pids,
+    free_port,
+    log_tail,
+    pid_alive,
+    processes_with_env,
+    redis_answers,
+    redis_server_binary,
+    start_redis,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCRIPT = os.path.join(ROOT, "deploy", "local-cluster.sh")
-COMPONENTS = ("api", "worker1", "worker2", "redis")
+COMPONENTS = ("api", "worker1", "worker2", "beat", "redis")
 
 
 def cluster(command, env, timeout=120):
@@ -43,11 +55,20 @@ def pids(tmp_path):
 
 
 def alive(pid):
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
+    return pid_alive(pid)
+
+
+def beats(tmp_path):
+    """Celery beat processes of this cluster (``pgrep -f`` on its schedule, which lies in the
+    data directory), whether run alone or inside a worker."""
+    done = subprocess.run(["pgrep", "-f", f"{tmp_path}/cluster/celerybeat-schedule"],
+                          capture_output=True, text=True)
+    return [int(p) for p in done.stdout.split()]
+
+
+def leftovers(tmp_path):
+    """Every process still running with this cluster's data directory in its environment."""
+    return processes_with_env("CINCER_DATA_DIR", str(tmp_path))
 
 
 def all_logs(tmp_path):
@@ -70,7 +91,9 @@ def test_cluster_starts_its_own_redis_runs_jobs_and_stops_cleanly(tmp_path):
         assert set(running) == set(COMPONENTS) and all(map(alive, running.values()))
         assert requests.get(f"{url}/healthz", timeout=5).status_code == 200
         status = cluster("status", env)
-        assert status.returncode == 0 and status.stdout.count("running") == 4
+        assert status.returncode == 0 and status.stdout.count("running") == 5
+        # Beat is its own process, exactly one, and no worker runs one inside it.
+        assert beats(tmp_path) == [running["beat"]]
         assert (tmp_path / "cluster" / "admin-token").stat().st_mode & 0o077 == 0
 
         # The workers do real work: a bootstrap batch becomes model version 1.
@@ -90,11 +113,31 @@ def test_cluster_starts_its_own_redis_runs_jobs_and_stops_cleanly(tmp_path):
                        "model version 1 from the cluster's workers")
         except TimeoutError:
             pytest.fail(all_logs(tmp_path))
+        assert "beat: Starting" not in (tmp_path / "cluster" / "worker1.log").read_text()
+        assert "reconcile" in (tmp_path / "cluster" / "beat.log").read_text()
+        service.store.engine.dispose()
+
+        # A worker's main process killed with SIGKILL: a busy pool child would outlive it
+        # (orphaned, same process group; an idle one notices and exits). Beat, its own
+        # process, is unaffected (with `worker --beat` it died or lived on as an orphan that
+        # `stop` did not end), and `stop` ends whatever is left of every group.
+        pool = child_pids(running["worker1"])
+        assert pool, "worker1 has no pool process"
+        os.kill(running["worker1"], signal.SIGKILL)
+        wait_until(lambda: not alive(running["worker1"]), 10, 0.05, "worker1 gone")
+        time.sleep(1.0)
+        assert alive(running["beat"]) and beats(tmp_path) == [running["beat"]]
+        orphans = [p for p in pool if alive(p)]
+        print(f"pool processes of the killed worker still alive after 1 s: {orphans}")
+        status = cluster("status", env)
+        assert "worker1: stopped" in status.stdout or "worker1: main process gone" in status.stdout
     finally:
         stopped = cluster("stop", env)
     assert stopped.returncode == 0, stopped.stderr
     assert all(not alive(p) for p in running.values())
     assert not pids(tmp_path)
+    assert not beats(tmp_path), "a beat process outlived `stop`"
+    assert not leftovers(tmp_path), f"processes outlived `stop`: {leftovers(tmp_path)}"
     assert not redis_answers(redis_url), "stop must stop the redis-server it started"
     assert cluster("status", env).returncode != 0
 
@@ -113,4 +156,19 @@ def test_cluster_uses_a_redis_that_answers_and_leaves_it_running(tmp_path):
             stopped = cluster("stop", env)
         assert stopped.returncode == 0, stopped.stderr
         assert not pids(tmp_path)
+        assert not leftovers(tmp_path), f"processes outlived `stop`: {leftovers(tmp_path)}"
         assert redis_answers(redis_url)
+
+
+def test_beat_command_line(tmp_path, monkeypatch, capsys):
+    """``cincer-service beat``: Celery beat alone, its schedule in the data directory."""
+    from cincer_service.cli import build_parser, main
+    from tasks.commands import beat_argv
+    args = build_parser().parse_args(["beat", "--loglevel", "warning"])
+    assert beat_argv(args, str(tmp_path)) == [
+        "beat", "--loglevel=WARNING", f"--schedule={tmp_path / 'celerybeat-schedule'}"]
+    args = build_parser().parse_args(["beat", "--schedule", "/x/s", "--pidfile", "/x/p"])
+    assert beat_argv(args, str(tmp_path))[2:] == ["--schedule=/x/s", "--pidfile=/x/p"]
+    monkeypatch.delenv("CINCER_REDIS_URL", raising=False)
+    assert main(["beat"]) == 2
+    assert "CINCER_REDIS_URL" in capsys.readouterr().err

@@ -200,7 +200,7 @@ def test_worker_trains_screens_and_survives_sigkill(tmp_path, redis_url, databas
     pid = projects.create_project(service, ProjectSpec.build(**{
         "name": "breast", "classes": ["malignant", "benign"], "input_shape": [30],
         # warm retrains always run warm_epochs (no early stop): long enough to be killed in
-        "model": {"kind": "lr", "max_epochs": 200, "warm_epochs": 4000},
+        "model": {"kind": "lr", "max_epochs": 200, "warm_epochs": 4000, "schedule": "fixed"},
         "bootstrap_size": N_BOOTSTRAP, "retrain": {"mode": "warm", "every_n_answers": 1000}}))["id"]
     items = [{"external_id": str(i), "x": data.X_train[i].tolist(), "label": int(noisy[i])}
              for i in range(len(data.X_train))]
