@@ -3,18 +3,10 @@ import numpy as np
 import pytest
 
 from api import create_app
-from cincer_service.datasets import inject_noise, load_dataset
 from cincer_service.service import InlineDispatcher, Settings, access, build_context
 
 ADMIN = "admin-secret-for-tests"
 STREAMED = 60 + 140          # bootstrap plus stream in the `streamed` fixture
-
-
-@pytest.fixture(scope="session")
-def breast():
-    data = load_dataset("breast", seed=0)
-    noisy, _ = inject_noise(data.y_train, 2, 0.2, seed=0)
-    return data, noisy
 
 
 @pytest.fixture
@@ -74,7 +66,7 @@ def streamed(client, project, breast):
 
 
 def batch(breast, start, stop):
-    data, noisy = breast
+    data, noisy = breast.data, breast.noisy
     return {"items": [{"external_id": str(i), "x": np.asarray(data.X_train[i]).tolist(),
                        "label": int(noisy[i]), "source": "test"} for i in range(start, stop)]}
 

@@ -137,18 +137,10 @@ def make_project(ctx, name, X, labels, classes, input_shape, bootstrap=60, every
     return {"id": pid, "tokens": tokens}
 
 
-@pytest.fixture(scope="session")
-def breast_data():
-    from cincer_service.datasets import inject_noise, load_dataset
-    data = load_dataset("breast", seed=0)
-    noisy, _ = inject_noise(data.y_train, 2, 0.2, seed=0)
-    return data, noisy
-
-
 @pytest.fixture
-def breast_project(service, breast_data):
+def breast_project(service, breast):
     """A tabular project (breast, 30 features): 60 bootstrap + 240 streamed examples."""
-    data, noisy = breast_data
+    data, noisy = breast.data, breast.noisy
     return make_project(service, "breast", data.X_train[:300], noisy[:300],
                         ["malignant", "benign"], [30])
 

@@ -157,10 +157,10 @@ def test_five_pairs_with_a_skip_and_a_correction(browser, live, breast_project):
         assert events_of(live, project, sq["example"]["id"], skipped) == []
 
 
-def test_timings(browser, live, service, breast_data):
+def test_timings(browser, live, service, breast):
     """Cold load → first pair, and key press → next pair over 20 answers (embedded SQLite,
     background thread); printed for the report, bounded loosely."""
-    data, noisy = breast_data
+    data, noisy = breast.data, breast.noisy
     project = make_project(service, "breast-timing", data.X_train[:455], noisy[:455],
                            ["malignant", "benign"], [30], min_open=21)
     driver = browser

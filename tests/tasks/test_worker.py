@@ -17,7 +17,6 @@ from flask import Flask
 from sqlalchemy import func, select
 
 from api.background import CeleryDispatcher, celery_init_app
-from cincer_service.datasets import inject_noise, load_dataset
 from cincer_service.service import (
     Settings,
     access,
@@ -68,10 +67,10 @@ def redis_url(redis_server):
 
 
 @pytest.fixture(scope="module")
-def breast():
-    data = load_dataset("breast", seed=0)
-    noisy, _ = inject_noise(data.y_train, 2, 0.3, seed=0)
-    return data, noisy
+def breast(noisy_data):
+    """breast at 30% random noise: ``(data, noisy)``."""
+    found = noisy_data("breast", 0.3)
+    return found.data, found.noisy
 
 
 @pytest.fixture(params=DATABASES)
