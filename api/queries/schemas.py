@@ -29,6 +29,14 @@ class AnswerSchema(ma.Schema):
     answered_at = fields.DateTime()
 
 
+class RankedSchema(ma.Schema):
+    id = fields.Integer()
+    external_id = fields.String(allow_none=True)
+    label = fields.Integer(allow_none=True)
+    label_name = fields.String(allow_none=True)
+    score = fields.Float(metadata={"description": "the strategy's influence score"})
+
+
 class QuerySchema(ma.Schema):
     id = fields.Integer()
     status = fields.String(metadata={"enum": ["computing", "open", "leased", "answered"]})
@@ -50,6 +58,11 @@ class QuerySchema(ma.Schema):
         "description": "the terms behind priority: margin, class_error_rate, "
                        "overall_error_rate, p_example, counterexample_standout, "
                        "counterexample_error_rate, p_counterexample"})
+    counterexample_score = fields.Float(allow_none=True, metadata={
+        "description": "the counter-example's influence score: how strongly it supports the "
+                       "model's prediction for the example (higher: more)"})
+    alternatives = fields.List(fields.Nested(RankedSchema), metadata={
+        "description": "the next best candidates of the ranking, best first"})
 
 
 class AnswerInSchema(ma.Schema):

@@ -23,6 +23,14 @@ from .store import Example, LabelEvent, Project, Query, utcnow
 log = logging.getLogger(__name__)
 
 
+def ranked_view(s, ranked: dict, classes) -> dict:
+    """An alternative counter-example from the ranking, with its current label."""
+    e = s.get(Example, ranked["id"])
+    label = None if e is None else e.label
+    return {"id": ranked["id"], "external_id": None if e is None else e.external_id,
+            "label": label, "label_name": label_name(classes, label), "score": ranked["score"]}
+
+
 def query_view(s, q: Query, project: Project) -> dict:
     """The query as the API shows it, both sides with their current labels and class
     names."""
@@ -56,7 +64,9 @@ def query_view(s, q: Query, project: Project) -> dict:
             "note": q.note,
             "lease_expires_at": q.lease_expires_at if q.status == "leased" else None,
             "answer": answer, "created_at": q.created_at,
-            "priority": q.priority, "priority_terms": q.priority_terms}
+            "priority": q.priority, "priority_terms": q.priority_terms,
+            "counterexample_score": q.ranking[0]["score"] if q.ranking else None,
+            "alternatives": [ranked_view(s, r, classes) for r in (q.ranking or [])[1:]]}
 
 
 def lease_next_query(ctx: ServiceContext, pid: int, principal: Principal) -> dict | None:

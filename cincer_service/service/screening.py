@@ -20,6 +20,8 @@ from .store import Example, ModelVersion, Project, Query, utcnow
 
 log = logging.getLogger(__name__)
 
+RANKING_SHOWN = 4      # the counter-example and three alternatives, for the annotator
+
 
 def screen_pending(ctx: ServiceContext, pid: int) -> int:
     """Screen the project's pending examples (job ``screen``); returns how many."""
@@ -97,7 +99,7 @@ def compute_counterexample(ctx: ServiceContext, qid: int) -> int | None:
         state, ids, confirmed, entry = ctx.models.training_state(s, project, version)
         example = s.get(Example, q.example_id)
         exclude = confirmed | (ids == example.id)
-        ce_id, ce_probs, note = None, None, None
+        ce_id, ce_probs, note, top = None, None, None, None
         ce_scores, ce_label = None, q.prediction
         started = time.perf_counter()
         with entry["lock"]:
@@ -107,6 +109,8 @@ def compute_counterexample(ctx: ServiceContext, qid: int) -> int | None:
                 ce_id = int(ids[ranking.best])
                 ce_probs = [float(a) for a in np.asarray(state.probs[ranking.best])]
                 ce_scores, ce_label = np.asarray(ranking.scores), ranking.prediction
+                top = [{"id": int(ids[k]), "score": float(v)} for k, v in
+                       zip(ranking.indices[:RANKING_SHOWN], ranking.scores[:RANKING_SHOWN])]
             except NoCandidates as exc:
                 note = str(exc)
         elapsed_ms = (time.perf_counter() - started) * 1e3
@@ -115,7 +119,7 @@ def compute_counterexample(ctx: ServiceContext, qid: int) -> int | None:
         opened = s.execute(update(Query).where(Query.id == qid, Query.status == "computing")
                            .values(counterexample_id=ce_id, counterexample_probabilities=ce_probs,
                                    note=note, status="open", priority=value,
-                                   priority_terms=terms)
+                                   priority_terms=terms, ranking=top)
                            .execution_options(synchronize_session=False))
         queued = opened.rowcount == 1 and webhooks.emit(s, project.id, "query.opened", {
             "query_id": qid, "example_id": example.id, "counterexample_id": ce_id,

@@ -163,6 +163,8 @@ class Query(Base):
     # How likely the answer cleans a label (service.priority); the queue's order.
     priority: Mapped[float | None] = mapped_column(Float, nullable=True)
     priority_terms: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    # The strategy's best candidates: [{"id": example id, "score": influence score}, ...]
+    ranking: Mapped[list | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 

@@ -163,9 +163,22 @@
          "learned so far — which says nothing yet about who is right."),
     ];
     if (ce) {
+      const score = q.counterexample_score;
       parts.push(el("p", {}, "The counter-example on the right is the training example " +
         "that most supports the model's view: it is labelled ", strong(className(ce.label)),
+        score === null || score === undefined ? "" :
+          ` (influence score ${score.toPrecision(3)}: how strongly it pushes the model ` +
+          "towards its prediction)",
         ". If its label is wrong, it may be what taught the model the mistake."));
+      const alts = q.alternatives || [];
+      if (alts.length) {
+        parts.push(el("p", {class: "alternatives"}, "Next in the ranking: ",
+          ...alts.flatMap((a, i) => [i ? ", " : "",
+            el("span", {text: `example ${a.id}` +
+              (a.external_id ? ` (your id ${a.external_id})` : "") +
+              ` labelled ${a.label_name ?? "?"}, score ${a.score.toPrecision(3)}`})]),
+          "."));
+      }
     } else {
       parts.push(el("p", {}, "No counter-example could be found" +
         (q.note ? ` (${q.note})` : "") + "; only the example needs your answer."));

@@ -238,3 +238,18 @@ def test_answers_by_class_name_and_not_sure(open_queries, stream):
     assert done["example"]["label_name"] == name
     listed = queries.list_queries(ctx, pid, "answered")
     assert [x["id"] for x in listed["items"]] == [q["id"]] and listed["total"] == 1
+
+
+def test_a_query_explains_its_counterexample_and_alternatives(open_queries):
+    ctx, pid = open_queries
+    q = queries.lease_next_query(ctx, pid, annotator(ctx, pid, "alice"))
+    assert q["counterexample"] is not None and q["counterexample_score"] is not None
+    alternatives = q["alternatives"]
+    assert 1 <= len(alternatives) <= 3
+    scores = [q["counterexample_score"]] + [a["score"] for a in alternatives]
+    assert scores == sorted(scores, reverse=True)           # the ranking, best first
+    ids = [q["counterexample"]["id"]] + [a["id"] for a in alternatives]
+    assert len(set(ids)) == len(ids) and q["example"]["id"] not in ids
+    for a in alternatives:
+        example = examples.get_example(ctx, pid, a["id"])
+        assert a["label"] == example["label"] and a["label_name"] == example["label_name"]

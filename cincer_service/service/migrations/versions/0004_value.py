@@ -23,10 +23,12 @@ def upgrade() -> None:
     with op.batch_alter_table("queries") as batch_op:
         batch_op.add_column(sa.Column("priority", sa.Float(), nullable=True))
         batch_op.add_column(sa.Column("priority_terms", sa.JSON(), nullable=True))
+        batch_op.add_column(sa.Column("ranking", sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("queries") as batch_op:
+        batch_op.drop_column("ranking")
         batch_op.drop_column("priority_terms")
         batch_op.drop_column("priority")
     with op.batch_alter_table("projects") as batch_op:
