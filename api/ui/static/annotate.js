@@ -19,12 +19,7 @@
   const metrics = window.cincerMetrics = {firstPairMs: null, nextPairMs: []};
 
   // -- messages ------------------------------------------------------------------------
-  function say(text, kind) {
-    const box = $("message");
-    box.textContent = text || "";
-    box.className = "message " + (kind || "info");
-    box.hidden = !text;
-  }
+  const say = Cincer.say;
 
   function fail(error, what) {
     if (error.status === 401) {

@@ -91,6 +91,14 @@ const Cincer = (() => {
   }
 
   // Is ``shape`` an image ([h, w] or [h, w, c] with c in 1, 3, 4)?
+  // Show ``text`` in the page's #message box (kind: info, error, ...); empty hides it.
+  function say(text, kind) {
+    const box = document.getElementById("message");
+    box.textContent = text || "";
+    box.className = "message " + (kind || "info");
+    box.hidden = !text;
+  }
+
   function isImage(shape) {
     return (shape.length === 2 && shape[0] > 1 && shape[1] > 1) ||
            (shape.length === 3 && [1, 3, 4].includes(shape[2]));
@@ -121,5 +129,5 @@ const Cincer = (() => {
   }
 
   return {ApiError, call, explain, el, token, setToken, project, setProject, signOut,
-          isImage, drawImage};
+          say, isImage, drawImage};
 })();

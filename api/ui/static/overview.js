@@ -11,12 +11,7 @@
   const state = {projects: [], project: null, overview: null, cell: null, items: [],
                  selected: new Set(), poll: null};
 
-  function say(text, kind) {
-    const box = $("message");
-    box.textContent = text || "";
-    box.className = "message " + (kind || "info");
-    box.hidden = !text;
-  }
+  const say = Cincer.say;
 
   function fail(error, what) {
     if (error.status === 401) { Cincer.signOut(); showSignIn(explain(error, what)); return; }
