@@ -119,7 +119,7 @@ start() {
 
     if [[ -z "${CINCER_ADMIN_TOKEN:-}" ]]; then
         if [[ ! -s "$CLUSTER/admin-token" ]]; then
-            (umask 077; "$PY" -c 'import secrets; print(secrets.token_urlsafe(32))' >"$CLUSTER/admin-token")
+            (umask 077; "$PY" -c 'import secrets; print("cnc_" + secrets.token_urlsafe(32))' >"$CLUSTER/admin-token")
         fi
         CINCER_ADMIN_TOKEN="$(cat "$CLUSTER/admin-token")"
     fi

@@ -34,6 +34,12 @@ class Principal:
     name: str
 
 
+def new_secret() -> str:
+    """A fresh token secret. The prefix keeps it from starting with ``-`` (base64url may),
+    which a command line would read as an option (``--token -abc``)."""
+    return "cnc_" + secrets.token_urlsafe(32)
+
+
 def hash_secret(secret: str) -> str:
     """The stored form of a token secret."""
     return hashlib.sha256(secret.encode()).hexdigest()
@@ -48,7 +54,7 @@ def ensure_admin_token(ctx: ServiceContext, secret: str | None = None) -> str | 
                 return None
         elif s.scalar(select(Token).where(Token.role == "admin", Token.project_id.is_(None))):
             return None
-        secret = secret or secrets.token_urlsafe(32)
+        secret = secret or new_secret()
         s.add(Token(project_id=None, role="admin", name="admin",
                     secret_hash=hash_secret(secret)))
     return secret
@@ -80,7 +86,7 @@ def authorize(principal: Principal, pid: int | None, *roles: str) -> None:
 
 def create_token(ctx: ServiceContext, pid: int, role: str, name: str) -> dict:
     """Mint a token of ``role`` for project ``pid``; the secret is in the answer only."""
-    secret = secrets.token_urlsafe(32)
+    secret = new_secret()
     with ctx.store.session() as s:
         project_row(s, pid)
         token = Token(project_id=pid, role=role, name=name or role,

@@ -42,3 +42,17 @@ def test_roles_and_projects(ctx):
 def test_token_for_a_missing_project_is_not_found(ctx):
     with pytest.raises(NotFound):
         access.create_token(ctx, 999, "viewer", "v")
+
+
+def test_secrets_never_look_like_command_line_options(ctx, monkeypatch):
+    """base64url secrets may start with '-', which `--token SECRET` reads as an option
+    (a CLI run failed on such a token)."""
+    import itertools
+    import secrets as stdlib
+    count = itertools.count()
+    monkeypatch.setattr(stdlib, "token_urlsafe", lambda n=None: f"-dash-{next(count)}")
+    pid = new_project(ctx)
+    for secret in (access.ensure_admin_token(ctx, None),
+                   access.create_token(ctx, pid, "viewer", "v")["token"]):
+        assert not secret.startswith("-")
+        assert access.authenticate(ctx, secret).project_id in (None, pid)
