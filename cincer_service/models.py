@@ -8,20 +8,26 @@ Training schedules (``Classifier(schedule=...)``, overridable per ``fit`` call):
 
 * ``"validation"`` (default): hold out a deterministic stratified split of the training
   data (``validation_split``), train up to ``max_epochs`` (scratch) or ``warm_epochs``
-  (warm), evaluate the validation loss after every epoch, stop after ``patience`` epochs
-  without a strict improvement and restore the weights of the best epoch. When the set is
-  too small to hold out ``min_validation_size`` examples, it trains on all of the data for
-  the full ``max_epochs`` / ``warm_epochs`` (the report says ``schedule="fixed"``).
+  (warm), evaluate the held-out part after every epoch (``monitor``: its mean loss, or its
+  errors with the loss breaking ties), stop after ``patience`` epochs without a strict
+  improvement and restore the weights of the best epoch. A scratch fit then trains again
+  from the initial weights on *all* the data for that best number of epochs (``refit``;
+  the held-out part chose how long to train, and no example is left out of the model). When
+  the set is too small to hold out ``min_validation_size`` examples, it trains on all of the
+  data for the full ``max_epochs`` / ``warm_epochs`` (the report says ``schedule="fixed"``).
 * ``"accuracy"``: the original rule, bit for bit: scratch training stops once the running
   training accuracy reaches ``early_stop_accuracy``; warm training runs ``warm_epochs``.
 * ``"fixed"``: exactly ``epochs`` (or ``max_epochs`` / ``warm_epochs``) epochs on all data.
 
-Why the best weights are kept rather than refitting on all data: the kept weights are
-the ones whose validation loss was measured (a refit's are not, and its best epoch count
-was found with 15% fewer steps per epoch); a refit would double the cost of a scratch
-retrain and has no clean meaning for a warm one; the split is content-hashed, so an
-example stays on the same side of the split from one model version to the next and
-warm retrains never validate on examples the previous version trained on.
+Vector inputs go through a ``Standardize`` layer whose statistics every scratch fit sets
+from its training inputs (``standardize``; images keep their shared pixel scale), so raw
+tabular features of any range train like pre-scaled ones.
+
+The split is content-hashed, so an example stays on the same side of the split from one
+model version to the next and warm retrains never validate on examples the previous
+version trained on. Warm fits keep the best-epoch weights (no refit: a warm refit would
+need the optimizer state of before the fit). How these defaults were chosen, on
+development data only, is in ``docs/results.md``.
 """
 from __future__ import annotations
 
@@ -36,13 +42,15 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from .spec import DEFAULT_MONITOR, DEFAULT_SCHEDULE, MONITORS  # noqa: E402
+from .spec import TRAINING_SCHEDULES as SCHEDULES  # noqa: E402
+
 MODEL_KINDS = ("lr", "fc", "cnn")
 EARLY_STOP_ACCURACY = {"lr": 0.7, "fc": 0.9, "cnn": 0.9}
-SCHEDULES = ("validation", "accuracy", "fixed")
-DEFAULT_SCHEDULE = "validation"
 VALIDATION_FRACTION = 0.15     # share of every class held out by the validation schedule
 MIN_VALIDATION_SIZE = 10       # fewer held-out examples than this: train on all, fixed epochs
-PATIENCE = 10                  # epochs without a validation-loss improvement before stopping
+PATIENCE = 10                  # epochs without a validation improvement before stopping
+
 _MASK64 = (1 << 64) - 1
 
 
@@ -101,13 +109,51 @@ def validation_split(X, y, seed: int, fraction: float = VALIDATION_FRACTION,
     return np.flatnonzero(mask), val_idx
 
 
-def build_keras_model(kind: str, input_shape: tuple[int, ...], n_classes: int) -> keras.Model:
-    """Build the paper's ``lr``, ``fc`` or ``cnn`` network; the last layer is named ``top``."""
+class Standardize(keras.layers.Layer):
+    """``(x − mean) · inv_scale`` per input value, with non-trainable statistics.
+
+    ``Classifier.fit`` sets the statistics from the training inputs at every scratch fit
+    (``standardization``); until then the layer is the identity. Features of very different
+    ranges (raw tabular data) then train as quickly as pre-scaled ones.
+    """
+
+    def build(self, input_shape):
+        shape = tuple(input_shape[1:])
+        self.mean = self.add_weight(shape=shape, initializer="zeros", trainable=False, name="mean")
+        self.inv_scale = self.add_weight(shape=shape, initializer="ones", trainable=False,
+                                         name="inv_scale")
+
+    def call(self, x):
+        return (x - self.mean) * self.inv_scale
+
+
+def standardization(X) -> tuple[np.ndarray, np.ndarray]:
+    """``(mean, inv_scale)`` of the inputs ``X`` (``(n, *shape)``), float32.
+
+    As scikit-learn's ``StandardScaler``: a value that (nearly) never varies keeps scale 1.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    mean = X.mean(axis=0)
+    std = X.std(axis=0)
+    scale = np.where(std > 1e-8 * np.maximum(1.0, np.abs(mean)), std, 1.0)
+    return mean.astype(np.float32), (1.0 / scale).astype(np.float32)
+
+
+def build_keras_model(kind: str, input_shape: tuple[int, ...], n_classes: int,
+                      standardize: bool = False) -> keras.Model:
+    """Build the paper's ``lr``, ``fc`` or ``cnn`` network; the last layer is named ``top``.
+
+    ``standardize`` puts a ``Standardize`` layer (named ``standardize``) first (not for
+    ``cnn``, whose image inputs share one scale).
+    """
     inputs = keras.Input(shape=tuple(input_shape), name="x")
+    x = inputs
+    if standardize and kind != "cnn":
+        x = Standardize(name="standardize")(inputs)
     if kind == "lr":
-        h = keras.layers.Flatten()(inputs) if len(input_shape) > 1 else inputs
+        h = keras.layers.Flatten()(x) if len(input_shape) > 1 else x
     elif kind == "fc":
-        h = keras.layers.Flatten()(inputs) if len(input_shape) > 1 else inputs
+        h = keras.layers.Flatten()(x) if len(input_shape) > 1 else x
         h = keras.layers.Dense(64, activation="relu")(h)
         h = keras.layers.Dropout(0.2)(h)
         h = keras.layers.Dense(32, activation="relu")(h)
@@ -152,6 +198,7 @@ class TrainReport:
     validation_loss: float | None = None
     n_validation: int = 0
     stopped_early: bool = False
+    refit_epochs: int = 0
 
 
 def _dense_program(model: keras.Model):
@@ -170,7 +217,9 @@ def _dense_program(model: keras.Model):
         previous = layer.output
         if isinstance(layer, keras.layers.InputLayer):
             continue
-        if isinstance(layer, keras.layers.Flatten):
+        if isinstance(layer, Standardize):
+            steps.append(("standardize", index[id(layer.mean)], index[id(layer.inv_scale)]))
+        elif isinstance(layer, keras.layers.Flatten):
             steps.append(("flatten",))
         elif isinstance(layer, keras.layers.Dropout):
             continue                        # identity at inference
@@ -213,7 +262,9 @@ class Classifier:
                  early_stop_accuracy: float | None = None,
                  schedule: str = DEFAULT_SCHEDULE, patience: int = PATIENCE,
                  validation_fraction: float = VALIDATION_FRACTION,
-                 min_validation_size: int = MIN_VALIDATION_SIZE):
+                 min_validation_size: int = MIN_VALIDATION_SIZE,
+                 monitor: str = DEFAULT_MONITOR, refit: bool = True,
+                 standardize: bool | None = None):
         if schedule not in SCHEDULES:
             raise ValueError(f"unknown training schedule {schedule!r}; "
                              f"choose one of {', '.join(SCHEDULES)}")
@@ -221,6 +272,8 @@ class Classifier:
             raise ValueError("validation_fraction must lie in (0, 1)")
         if int(patience) < 1:
             raise ValueError("patience must be at least 1")
+        if monitor not in MONITORS:
+            raise ValueError(f"unknown validation monitor {monitor!r}; choose one of {', '.join(MONITORS)}")
         self.kind = kind
         self.input_shape = tuple(int(s) for s in input_shape)
         self.n_classes = int(n_classes)
@@ -235,8 +288,13 @@ class Classifier:
         self.patience = int(patience)
         self.validation_fraction = float(validation_fraction)
         self.min_validation_size = int(min_validation_size)
+        self.monitor = monitor
+        self.refit = bool(refit)
+        if standardize is None:             # vectors: yes; images share one pixel scale
+            standardize = len(self.input_shape) == 1
+        self.standardize = bool(standardize) and kind != "cnn"
         keras.utils.set_random_seed(self.seed)
-        self.model = build_keras_model(kind, self.input_shape, self.n_classes)
+        self.model = build_keras_model(kind, self.input_shape, self.n_classes, self.standardize)
         self._initial_weights = self.model.get_weights()
         self._numpy_weights = [w.copy() for w in self._initial_weights]
         self._program = _dense_program(self.model)
@@ -252,7 +310,7 @@ class Classifier:
             tf.TensorSpec((), tf.float32), tf.TensorSpec((2,), tf.int32)])
         self._train_validated = tf.function(self._train_validated_impl, input_signature=[
             spec, labels, spec, labels, tf.TensorSpec((), tf.int32),
-            tf.TensorSpec((), tf.int32), tf.TensorSpec((2,), tf.int32)])
+            tf.TensorSpec((), tf.int32), tf.TensorSpec((2,), tf.int32), tf.TensorSpec((), tf.bool)])
 
     # -- configuration ------------------------------------------------------------------
     def config(self) -> dict:
@@ -262,7 +320,8 @@ class Classifier:
                 "max_epochs": self.max_epochs, "warm_epochs": self.warm_epochs,
                 "early_stop_accuracy": self.early_stop_accuracy, "schedule": self.schedule,
                 "patience": self.patience, "validation_fraction": self.validation_fraction,
-                "min_validation_size": self.min_validation_size}
+                "min_validation_size": self.min_validation_size,
+                "monitor": self.monitor, "refit": self.refit, "standardize": self.standardize}
 
     @property
     def n_params(self) -> int:
@@ -319,7 +378,9 @@ class Classifier:
         a = X.reshape(len(X), *self.input_shape)
         h = None
         for step in self._program:
-            if step[0] == "flatten":
+            if step[0] == "standardize":
+                a = (a - w[step[1]]) * w[step[2]]
+            elif step[0] == "flatten":
                 a = a.reshape(len(a), -1)
             elif step[0] == "features":
                 h = a
@@ -395,16 +456,19 @@ class Classifier:
         return done, accuracy, self._flat_weights()
 
     def _validation_loss(self, X_val, y_val):
+        """Mean cross-entropy and number of misclassified examples on the held-out part."""
         n = tf.shape(X_val)[0]
         bs = 4096
         total = tf.constant(0.0)
+        errors = tf.constant(0.0)
         for b in tf.range((n + bs - 1) // bs):
             _, p = self.model(X_val[b * bs:(b + 1) * bs], training=False)
-            total += tf.reduce_sum(keras.losses.sparse_categorical_crossentropy(
-                y_val[b * bs:(b + 1) * bs], p))
-        return total / tf.cast(n, tf.float32)
+            yb = y_val[b * bs:(b + 1) * bs]
+            total += tf.reduce_sum(keras.losses.sparse_categorical_crossentropy(yb, p))
+            errors += tf.reduce_sum(tf.cast(tf.argmax(p, axis=1) != yb, tf.float32))
+        return total / tf.cast(n, tf.float32), errors
 
-    def _train_validated_impl(self, X, y, X_val, y_val, epochs, patience, seed):
+    def _train_validated_impl(self, X, y, X_val, y_val, epochs, patience, seed, by_errors):
         """Epochs as in ``_train_impl``; after each, the validation loss decides.
 
         Keeps a copy of the weights of the epoch with the lowest validation loss (strict
@@ -416,15 +480,20 @@ class Classifier:
         for keep, v in zip(self._best, variables):
             keep.assign(v)
         best_loss = tf.constant(np.inf, tf.float32)
+        best_errors = tf.constant(np.inf, tf.float32)
         best_epoch = tf.constant(0)
         best_accuracy = tf.constant(0.0)
         waited = tf.constant(0)
         epoch = tf.constant(0)
         for epoch in tf.range(epochs):
             accuracy = self._epoch(X, y, epoch, seed)
-            val_loss = self._validation_loss(X_val, y_val)
-            if val_loss < best_loss:
-                best_loss, best_epoch, best_accuracy = val_loss, epoch + 1, accuracy
+            val_loss, val_errors = self._validation_loss(X_val, y_val)
+            if by_errors:
+                better = (val_errors < best_errors) | ((val_errors == best_errors) & (val_loss < best_loss))
+            else:
+                better = val_loss < best_loss
+            if better:
+                best_loss, best_errors, best_epoch, best_accuracy = val_loss, val_errors, epoch + 1, accuracy
                 waited = tf.constant(0)
                 for keep, v in zip(self._best, variables):
                     keep.assign(v)
@@ -463,6 +532,7 @@ class Classifier:
         self.weights_version += 1
         if mode == "scratch":
             self.model.set_weights(self._initial_weights)
+            self._set_standardization(X)
             self._new_optimizer()
         n_epochs = int(epochs or (self.max_epochs if mode == "scratch" else self.warm_epochs))
         split = None
@@ -489,20 +559,46 @@ class Classifier:
         done, best_epoch, best_loss, acc, flat = self._train_validated(
             tf.constant(X[train]), tf.constant(y[train]), tf.constant(X[val]),
             tf.constant(y[val]), tf.constant(n_epochs, tf.int32),
-            tf.constant(self.patience, tf.int32), seed)
+            tf.constant(self.patience, tf.int32), seed, tf.constant(self.monitor == "errors"))
+        refit_epochs = 0
+        if self.refit and mode == "scratch":
+            # The held-out part chose how long to train; now train that long on all of it.
+            refit_epochs = max(1, int(best_epoch))
+            self.model.set_weights(self._initial_weights)
+            self._set_standardization(X)
+            self._new_optimizer()
+            _, acc, flat = self._train(tf.constant(X), tf.constant(y),
+                                       tf.constant(refit_epochs, tf.int32),
+                                       tf.constant(2.0, tf.float32), seed)
         self._numpy_weights = self._unflatten(flat.numpy())
         self.weights_version += 1
         loss = float(best_loss)
         return TrainReport(mode, int(done), float(acc), time.perf_counter() - start,
                            schedule="validation", best_epoch=int(best_epoch),
                            validation_loss=loss if np.isfinite(loss) else None,
-                           n_validation=len(val), stopped_early=int(done) < n_epochs)
+                           n_validation=len(val), stopped_early=int(done) < n_epochs,
+                           refit_epochs=refit_epochs)
+
+    def _set_standardization(self, X) -> None:
+        """Scratch fits: the ``standardize`` layer takes the training inputs' statistics."""
+        if self.standardize:
+            layer = self.model.get_layer("standardize")
+            mean, inv_scale = standardization(X)
+            layer.mean.assign(mean)
+            layer.inv_scale.assign(inv_scale)
 
     # -- persistence ----------------------------------------------------------------------
     def get_weights(self) -> list[np.ndarray]:
         return self.model.get_weights()
 
     def set_weights(self, weights) -> None:
+        """Set every weight; a list saved before the ``standardize`` layer existed (two
+        arrays short) gets the identity standardization."""
+        weights = list(weights)
+        if self.standardize and len(weights) == len(self.model.weights) - 2:
+            layer = self.model.get_layer("standardize")
+            weights = [np.zeros(layer.mean.shape, np.float32),
+                       np.ones(layer.inv_scale.shape, np.float32), *weights]
         self.model.set_weights(weights)
         self._numpy_weights = [np.array(w, dtype=v.dtype) for w, v in zip(weights, self.model.weights)]
         self.weights_version += 1

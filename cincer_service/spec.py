@@ -25,6 +25,10 @@ DEFAULT_MAX_EPOCHS = 100
 # schedule of docs/results.md before wave 2); or always at the epoch cap.
 TRAINING_SCHEDULES = ("validation", "accuracy", "fixed")
 DEFAULT_SCHEDULE = "validation"
+# What the validation schedule watches on its held-out part: the mean loss, or the number of
+# errors with the loss breaking ties (less biased by noisy held-out labels).
+MONITORS = ("loss", "errors")
+DEFAULT_MONITOR = "loss"
 DEFAULT_WARM_EPOCHS = 5
 DEFAULT_RETRAIN_EVERY = 10
 

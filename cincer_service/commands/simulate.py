@@ -9,7 +9,7 @@ import sys
 from ..catalog import COUNTEREXAMPLE_DAMPING
 from ..datasets import DATASETS
 from ..experiments.config import PROTOCOLS, SimulationConfig
-from ..spec import DEFAULT_STRATEGY, MODEL_KINDS, RETRAIN_MODES, TRAINING_SCHEDULES
+from ..spec import DEFAULT_STRATEGY, MODEL_KINDS, MONITORS, RETRAIN_MODES, TRAINING_SCHEDULES
 
 DEFAULTS = SimulationConfig()
 
@@ -43,6 +43,15 @@ def register_command(subparsers) -> None:
                    help="when training stops: validation (held-out loss with patience, best "
                         "weights kept; the default), accuracy (at a running train accuracy: "
                         "the schedule of docs/results.md before wave 2) or fixed (epoch cap)")
+    p.add_argument("--monitor", choices=MONITORS, default=DEFAULTS.monitor,
+                   help="with --schedule validation: watch the held-out loss (default) or its "
+                        "errors (ties broken by the loss)")
+    p.add_argument("--no-refit", action="store_true",
+                   help="with --schedule validation: keep the best epoch's weights instead of "
+                        "retraining on all data for that many epochs")
+    p.add_argument("--no-standardize", action="store_true",
+                   help="feed inputs to the model as they are (the models of docs/results.md "
+                        "before wave 2); by default vector inputs are standardized")
     p.add_argument("--early-stop-accuracy", type=float, default=None,
                    help="with --schedule accuracy: stop scratch training at this running "
                         "train accuracy (default 0.9, 0.7 for lr; above 1 disables it)")
@@ -64,7 +73,9 @@ def _command(args: argparse.Namespace) -> int:
         retrain=args.retrain, protocol=args.protocol, damping=args.damping,
         oracle_noise=args.oracle_noise, skip_confirmed=not args.show_confirmed,
         max_epochs=args.max_epochs, schedule=args.schedule,
-        early_stop_accuracy=args.early_stop_accuracy, n_samples=args.n_samples)
+        early_stop_accuracy=args.early_stop_accuracy, n_samples=args.n_samples,
+        monitor=args.monitor, refit=not args.no_refit,
+        standardize=False if args.no_standardize else None)
     try:
         config.validate()
         document = simulate(config)

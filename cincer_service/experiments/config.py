@@ -15,10 +15,12 @@ from ..datasets import DATASETS, NOISE_TYPES
 from ..spec import (
     DEFAULT_BOOTSTRAP_SIZE,
     DEFAULT_MAX_EPOCHS,
+    DEFAULT_MONITOR,
     DEFAULT_SCHEDULE,
     DEFAULT_STRATEGY,
     DEFAULT_THRESHOLD,
     MODEL_KINDS,
+    MONITORS,
     RETRAIN_MODES,
     TRAINING_SCHEDULES,
     ModelSpec,
@@ -68,6 +70,9 @@ class SimulationConfig:
     max_epochs: int = DEFAULT_MAX_EPOCHS
     schedule: str = DEFAULT_SCHEDULE            # validation | accuracy | fixed
     early_stop_accuracy: float | None = None    # schedule "accuracy": None is the kind's default
+    monitor: str = DEFAULT_MONITOR              # schedule "validation": loss | errors
+    refit: bool = True                          # schedule "validation": retrain on all data
+    standardize: bool | None = None             # None: vector inputs yes, images no
     n_samples: int | None = None
 
     def validate(self) -> None:
@@ -81,6 +86,7 @@ class SimulationConfig:
             (self.protocol in PROTOCOLS, f"--protocol must be one of {', '.join(PROTOCOLS)}"),
             (self.bootstrap > 0 and self.iterations >= 0, "--bootstrap must be > 0, --iterations >= 0"),
             (0.0 <= self.oracle_noise < 1.0, "--oracle-noise must lie in [0, 1)"),
+            (self.monitor in MONITORS, f"--monitor must be one of {', '.join(MONITORS)}"),
             (self.schedule in TRAINING_SCHEDULES,
              f"--schedule must be one of {', '.join(TRAINING_SCHEDULES)}"),
             (bool(self.strategies) and bool(self.seeds), "give at least one strategy and one seed"),

@@ -39,6 +39,7 @@ class RunResult:
     n_cleaned_incoming: int | None = None
     n_cleaned_counterexamples: int | None = None
     f1: float | None = None
+    dev_f1: float | None = None          # on the unused part of the training pool (see Experiment)
     f1_trace: list[float] | None = None
     cleaned_trace: list[int] | None = None
     precision_at_5: float | None = None
@@ -48,8 +49,18 @@ class RunResult:
     version_to_counterexample_ms: float | None = None   # median: new model -> counter-example
 
 
+MIN_DEV_SIZE = 20
+
+
 def _weighted_f1(clf: Classifier, X, y) -> float:
     return float(f1_score(y, clf.predict(X), average="weighted"))
+
+
+def _dev_f1(exp: "Experiment", clf: Classifier) -> float | None:
+    """Weighted F1 on the development set, or ``None`` when it is too small to mean much."""
+    if len(exp.dev) < MIN_DEV_SIZE:
+        return None
+    return _weighted_f1(clf, exp.data.X_train[exp.dev], exp.data.y_train[exp.dev])
 
 
 class Experiment:
@@ -67,12 +78,16 @@ class Experiment:
                              f"bootstrap + iterations needs {need}")
         self.bootstrap = order[:config.bootstrap]
         self.stream = order[config.bootstrap:need]
+        # The training examples neither bootstrap nor stream use, with their true labels: the
+        # development set on which settings are compared, so the test split is never used.
+        self.dev = np.sort(order[need:])
 
     def new_classifier(self) -> Classifier:
         return Classifier(self.config.model, self.data.input_shape, self.data.n_classes,
                           seed=self.seed, max_epochs=self.config.max_epochs,
                           early_stop_accuracy=self.config.early_stop_accuracy,
-                          schedule=self.config.schedule)
+                          schedule=self.config.schedule, monitor=self.config.monitor,
+                          refit=self.config.refit, standardize=self.config.standardize)
 
     def oracle(self):
         truth = self.data.y_train
@@ -133,6 +148,7 @@ def run_cleaning(exp: Experiment, name: str, progress=None) -> RunResult:
             progress.update(1)
     result.n_cleaned = result.n_cleaned_incoming + result.n_cleaned_counterexamples
     result.f1 = result.f1_trace[-1] if result.f1_trace else _weighted_f1(clf, data.X_test, data.y_test)
+    result.dev_f1 = _dev_f1(exp, clf)
     result.seconds_per_iteration = float(np.median(iteration_seconds)) if iteration_seconds else None
     result.counterexample_ms = float(np.median(ce_ms)) if ce_ms else None
     result.version_to_counterexample_ms = float(np.median(version_ms)) if version_ms else None
@@ -175,6 +191,7 @@ def run_ce_precision(exp: Experiment, name: str, progress=None) -> RunResult:
     result.precision_at_10 = float(np.mean(p10)) if p10 else None
     result.counterexample_ms = float(np.median(ce_ms)) if ce_ms else None
     result.f1 = _weighted_f1(clf, data.X_test, data.y_test)
+    result.dev_f1 = _dev_f1(exp, clf)
     return result
 
 

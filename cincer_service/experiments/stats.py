@@ -36,9 +36,11 @@ def summarize_simulation(runs) -> dict:
         rs = [r for r in runs if r.strategy == name]
         cleaned_mean, cleaned_se = mean_se([r.n_cleaned for r in rs])
         f1_mean, f1_se = mean_se([r.f1 for r in rs])
+        dev_f1_mean, dev_f1_se = mean_se([r.dev_f1 for r in rs])
         summary[name] = {
             "n_cleaned_mean": cleaned_mean, "n_cleaned_se": cleaned_se,
             "f1_mean": f1_mean, "f1_se": f1_se,
+            "dev_f1_mean": dev_f1_mean, "dev_f1_se": dev_f1_se,
             "n_queries_mean": mean_se([r.n_queries for r in rs])[0],
             "precision_at_5_mean": mean_se([r.precision_at_5 for r in rs])[0],
             "precision_at_10_mean": mean_se([r.precision_at_10 for r in rs])[0],

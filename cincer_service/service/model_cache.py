@@ -31,11 +31,16 @@ def weights_from_bytes(blob: bytes) -> list[np.ndarray]:
 
 
 def new_classifier(project: Project, **options):
-    """An untrained classifier for ``project``'s model spec."""
+    """An untrained classifier for ``project``'s model spec.
+
+    Tabular inputs are standardized inside the model (raw features of any range); images
+    and hashed text features are not (``Classifier``'s ``standardize``).
+    """
     from ..models import Classifier  # TensorFlow: only where jobs run
     spec = project.model
     return Classifier(spec["kind"], project.input_shape, len(project.classes),
-                      seed=spec.get("seed", 0), **options)
+                      seed=spec.get("seed", 0),
+                      standardize=(project.input_kind or "tabular") == "tabular", **options)
 
 
 class ModelCache:

@@ -146,6 +146,7 @@ def retrain(ctx: ServiceContext, pid: int, progress=None) -> int | None:
                                               "epochs": report.epochs,
                                               "schedule": report.schedule,
                                               "best_epoch": report.best_epoch,
+                                              "refit_epochs": report.refit_epochs,
                                               "validation_loss": report.validation_loss,
                                               "seconds": round(seconds, 3),
                                               "heldout": heldout_metrics}))

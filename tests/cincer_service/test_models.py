@@ -71,3 +71,51 @@ def test_bad_settings_are_refused():
         clf.fit(np.zeros((0, 4)), np.zeros(0))
     with pytest.raises(ValueError, match="scratch"):
         clf.fit(np.zeros((2, 4)), np.zeros(2), mode="lukewarm")
+
+
+def test_vector_inputs_are_standardized_with_the_training_statistics():
+    from sklearn.preprocessing import StandardScaler
+
+    from cincer_service.models import standardization
+    rng = np.random.default_rng(0)
+    # raw features of very different ranges, one constant column
+    X = np.column_stack([rng.normal(1000, 300, 200), rng.normal(0.01, 0.002, 200),
+                         np.full(200, 7.0)]).astype(np.float32)
+    y = (X[:, 0] / 300 + X[:, 1] / 0.002 > 1000 / 300 + 5).astype(np.int64)
+    mean, inv_scale = standardization(X)
+    scaler = StandardScaler().fit(X.astype(np.float64))
+    np.testing.assert_allclose(mean, scaler.mean_, rtol=1e-6)
+    np.testing.assert_allclose(1.0 / inv_scale, scaler.scale_, rtol=1e-5)
+    assert inv_scale[2] == 1.0                                    # constant: scale 1
+
+    clf = Classifier("fc", (3,), 2, seed=0, schedule="fixed", max_epochs=30)
+    assert clf.standardize and clf.model.layers[1].name == "standardize"
+    clf.fit(X, y)
+    layer = clf.model.get_layer("standardize")
+    np.testing.assert_allclose(layer.mean.numpy(), mean)
+    assert (clf.predict(X) == y).mean() > 0.9                     # raw ranges still train
+    # the numpy fast path applies the same standardization
+    h_tf, p_tf = clf.forward(X[:17])
+    h_np, p_np = clf.fast_forward(X[:17])
+    np.testing.assert_allclose(p_np, p_tf, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(h_np, h_tf, rtol=1e-4, atol=1e-5)
+    # a warm fit keeps the statistics of the last scratch fit
+    clf.fit(X[:50] * 2, y[:50], mode="warm")
+    np.testing.assert_allclose(layer.mean.numpy(), mean)
+    # images keep their shared pixel scale unless asked; standardize=False is the old model
+    assert not Classifier("fc", (8, 8, 1), 10).standardize
+    assert not Classifier("cnn", (8, 8, 1), 10, standardize=True).standardize
+    assert not Classifier("fc", (3,), 2, standardize=False).standardize
+
+
+def test_weights_saved_before_standardization_load_as_the_identity():
+    ds = load_dataset("breast")
+    old = Classifier("fc", ds.input_shape, 2, seed=3, schedule="fixed", max_epochs=5,
+                     standardize=False)
+    old.fit(ds.X_train[:100], ds.y_train[:100])
+    new = Classifier("fc", ds.input_shape, 2, seed=3)
+    new.set_weights(old.get_weights())                     # two arrays short
+    np.testing.assert_allclose(new.predict_proba(ds.X_test), old.predict_proba(ds.X_test),
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(new.fast_forward(ds.X_test)[1], old.predict_proba(ds.X_test),
+                               rtol=1e-4, atol=1e-6)

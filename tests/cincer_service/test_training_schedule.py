@@ -14,20 +14,21 @@ def breast():
     return ds.X_train[:160], ds.y_train[:160], ds
 
 
-def scripted_validation(clf: Classifier, losses):
-    """Replace the held-out loss with a script: epoch ``e`` (1-based) sees ``losses[e - 1]``.
+def scripted_validation(clf: Classifier, losses, errors=None):
+    """Replace the held-out loss (and error count) with a script: epoch ``e`` (1-based) sees
+    ``losses[e - 1]`` (and ``errors[e - 1]``, else 0).
 
     Must be installed before the classifier's first validated fit (it is traced into the
     compiled training loop). Every call advances one epoch; ``calls`` counts them.
     """
     script = tf.constant(np.asarray(losses, np.float32))
+    error_script = tf.constant(np.asarray(errors if errors is not None else [0] * len(losses),
+                                          np.float32))
     calls = tf.Variable(0, dtype=tf.int32, trainable=False)
-    seen = {}
 
     def loss(X_val, y_val):
-        seen["n_validation"] = X_val.shape[0]
-        i = calls.assign_add(1) - 1
-        return tf.gather(script, tf.minimum(i, len(losses) - 1))
+        i = tf.minimum(calls.assign_add(1) - 1, len(losses) - 1)
+        return tf.gather(script, i), tf.gather(error_script, i)
 
     clf._validation_loss = loss
     return calls
@@ -41,7 +42,7 @@ def test_stops_after_patience_epochs_and_restores_the_best_weights(breast):
     X, y, ds = breast
     # epoch:    1    2    3    4    5    6    7 (never reached)
     losses = [5.0, 4.0, 3.0, 3.5, 3.2, 3.0, 1.0]   # epoch 6 ties epoch 3: not an improvement
-    clf = Classifier("fc", ds.input_shape, 2, seed=5, patience=3)
+    clf = Classifier("fc", ds.input_shape, 2, seed=5, patience=3, refit=False)
     calls = scripted_validation(clf, losses)
     report = clf.fit(X, y)
     assert report.schedule == "validation" and report.mode == "scratch"
@@ -51,13 +52,51 @@ def test_stops_after_patience_epochs_and_restores_the_best_weights(breast):
     assert report.n_validation == len(validation_split(X, y, 5)[1]) > 0
 
     # the same training stopped by its epoch cap after 3 epochs ends with the same weights
-    twin = Classifier("fc", ds.input_shape, 2, seed=5, patience=3)
+    twin = Classifier("fc", ds.input_shape, 2, seed=5, patience=3, refit=False)
     scripted_validation(twin, [3.0, 2.0, 1.0])
     twin_report = twin.fit(X, y, epochs=3)
     assert twin_report.best_epoch == twin_report.epochs == 3 and not twin_report.stopped_early
     assert weights_equal(clf.get_weights(), twin.get_weights())
     # and the numpy inference snapshot follows the restored weights
     assert weights_equal(clf._numpy_weights, clf.get_weights())
+
+
+def test_a_scratch_fit_refits_on_all_data_for_the_best_number_of_epochs(breast):
+    X, y, ds = breast
+    # lr: no dropout, whose random state the validated epochs advance
+    clf = Classifier("lr", ds.input_shape, 2, seed=5, patience=3)          # refit: the default
+    scripted_validation(clf, [5.0, 4.0, 3.0, 3.5, 3.2, 3.0])
+    report = clf.fit(X, y)
+    assert (report.best_epoch, report.epochs, report.refit_epochs) == (3, 6, 3)
+    # the same as training 3 epochs on all 160 examples (same seed, same fit number)
+    fixed = Classifier("lr", ds.input_shape, 2, seed=5, schedule="fixed")
+    fixed_report = fixed.fit(X, y, epochs=3)
+    assert fixed_report.epochs == 3
+    assert weights_equal(clf.get_weights(), fixed.get_weights())
+    assert weights_equal(clf._numpy_weights, clf.get_weights())
+    # without refit the weights are the best epoch's, trained on the split's training part
+    kept = Classifier("lr", ds.input_shape, 2, seed=5, patience=3, refit=False)
+    scripted_validation(kept, [5.0, 4.0, 3.0, 3.5, 3.2, 3.0])
+    assert kept.fit(X, y).refit_epochs == 0
+    assert not weights_equal(kept.get_weights(), clf.get_weights())
+
+
+def test_the_errors_monitor_counts_errors_and_breaks_ties_by_loss(breast):
+    X, y, ds = breast
+    # epoch:     1    2    3    4    5    6    7
+    losses = [0.9, 0.5, 0.7, 0.6, 0.4, 0.8, 0.8]
+    errors = [6.0, 5.0, 3.0, 3.0, 4.0, 3.0, 3.0]    # best: epoch 4 (3 errors, lower loss than 3)
+    clf = Classifier("fc", ds.input_shape, 2, seed=5, patience=3, monitor="errors", refit=False)
+    scripted_validation(clf, losses, errors)
+    report = clf.fit(X, y)
+    assert (report.best_epoch, report.epochs) == (4, 7)
+    assert report.validation_loss == pytest.approx(0.6)
+    # the loss monitor picks epoch 5 on the same script
+    by_loss = Classifier("fc", ds.input_shape, 2, seed=5, patience=3, refit=False)
+    scripted_validation(by_loss, losses, errors)
+    assert by_loss.fit(X, y).best_epoch == 5
+    with pytest.raises(ValueError, match="monitor"):
+        Classifier("fc", ds.input_shape, 2, monitor="vibes")
 
 
 def test_warm_retrains_are_watched_the_same_way(breast):
@@ -81,7 +120,7 @@ def test_warm_retrains_are_watched_the_same_way(breast):
 
 def test_real_validation_loss_is_that_of_the_restored_weights(breast):
     X, y, ds = breast
-    clf = Classifier("fc", ds.input_shape, 2, seed=1, max_epochs=60, patience=4)
+    clf = Classifier("fc", ds.input_shape, 2, seed=1, max_epochs=60, patience=4, refit=False)
     report = clf.fit(X, y)
     assert 1 <= report.best_epoch <= report.epochs <= 60
     if report.stopped_early:
@@ -185,8 +224,9 @@ def legacy_fit(clf: Classifier, X, y, mode: str):
 
 def test_accuracy_schedule_reproduces_the_original_training_exactly(breast):
     X, y, ds = breast
-    new = Classifier("fc", ds.input_shape, 2, seed=4, schedule="accuracy")
-    old = Classifier("fc", ds.input_shape, 2, seed=4, schedule="accuracy")
+    # the models before wave 2 fed inputs as they are: standardize=False
+    new = Classifier("fc", ds.input_shape, 2, seed=4, schedule="accuracy", standardize=False)
+    old = Classifier("fc", ds.input_shape, 2, seed=4, schedule="accuracy", standardize=False)
     for n, mode in ((120, "scratch"), (121, "warm"), (160, "scratch")):
         report = new.fit(X[:n], y[:n], mode=mode)
         done, acc = legacy_fit(old, X[:n], y[:n], mode)
@@ -214,4 +254,4 @@ def test_schedule_is_configured_saved_and_overridable(tmp_path):
     with pytest.raises(ValueError, match="schedule"):
         clf.fit(ds.X_train, ds.y_train, schedule="sometimes")
     assert {"schedule", "best_epoch", "validation_loss", "n_validation",
-            "stopped_early"} <= set(TrainReport.__dataclass_fields__)
+            "stopped_early", "refit_epochs"} <= set(TrainReport.__dataclass_fields__)
