@@ -43,13 +43,13 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from .spec import DEFAULT_MONITOR, DEFAULT_SCHEDULE, MONITORS  # noqa: E402
+from .spec import DEFAULT_PATIENCE as PATIENCE  # noqa: E402
 from .spec import TRAINING_SCHEDULES as SCHEDULES  # noqa: E402
 
 MODEL_KINDS = ("lr", "fc", "cnn")
 EARLY_STOP_ACCURACY = {"lr": 0.7, "fc": 0.9, "cnn": 0.9}
 VALIDATION_FRACTION = 0.15     # share of every class held out by the validation schedule
 MIN_VALIDATION_SIZE = 10       # fewer held-out examples than this: train on all, fixed epochs
-PATIENCE = 10                  # epochs without a validation improvement before stopping
 
 _MASK64 = (1 << 64) - 1
 

@@ -29,6 +29,7 @@ DEFAULT_SCHEDULE = "validation"
 # errors with the loss breaking ties (less biased by noisy held-out labels).
 MONITORS = ("loss", "errors")
 DEFAULT_MONITOR = "loss"
+DEFAULT_PATIENCE = 10            # epochs without a held-out improvement before stopping
 DEFAULT_WARM_EPOCHS = 5
 DEFAULT_RETRAIN_EVERY = 10
 

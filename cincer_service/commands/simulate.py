@@ -46,6 +46,9 @@ def register_command(subparsers) -> None:
     p.add_argument("--monitor", choices=MONITORS, default=DEFAULTS.monitor,
                    help="with --schedule validation: watch the held-out loss (default) or its "
                         "errors (ties broken by the loss)")
+    p.add_argument("--patience", type=int, default=DEFAULTS.patience,
+                   help="with --schedule validation: epochs without a held-out improvement "
+                        f"before training stops (default {DEFAULTS.patience})")
     p.add_argument("--no-refit", action="store_true",
                    help="with --schedule validation: keep the best epoch's weights instead of "
                         "retraining on all data for that many epochs")
@@ -74,7 +77,7 @@ def _command(args: argparse.Namespace) -> int:
         oracle_noise=args.oracle_noise, skip_confirmed=not args.show_confirmed,
         max_epochs=args.max_epochs, schedule=args.schedule,
         early_stop_accuracy=args.early_stop_accuracy, n_samples=args.n_samples,
-        monitor=args.monitor, refit=not args.no_refit,
+        monitor=args.monitor, patience=args.patience, refit=not args.no_refit,
         standardize=False if args.no_standardize else None)
     try:
         config.validate()

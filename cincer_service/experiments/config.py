@@ -16,6 +16,7 @@ from ..spec import (
     DEFAULT_BOOTSTRAP_SIZE,
     DEFAULT_MAX_EPOCHS,
     DEFAULT_MONITOR,
+    DEFAULT_PATIENCE,
     DEFAULT_SCHEDULE,
     DEFAULT_STRATEGY,
     DEFAULT_THRESHOLD,
@@ -71,6 +72,7 @@ class SimulationConfig:
     schedule: str = DEFAULT_SCHEDULE            # validation | accuracy | fixed
     early_stop_accuracy: float | None = None    # schedule "accuracy": None is the kind's default
     monitor: str = DEFAULT_MONITOR              # schedule "validation": loss | errors
+    patience: int = DEFAULT_PATIENCE            # schedule "validation": epochs without improvement
     refit: bool = True                          # schedule "validation": retrain on all data
     standardize: bool | None = None             # None: vector inputs yes, images no
     n_samples: int | None = None
@@ -87,6 +89,7 @@ class SimulationConfig:
             (self.bootstrap > 0 and self.iterations >= 0, "--bootstrap must be > 0, --iterations >= 0"),
             (0.0 <= self.oracle_noise < 1.0, "--oracle-noise must lie in [0, 1)"),
             (self.monitor in MONITORS, f"--monitor must be one of {', '.join(MONITORS)}"),
+            (self.patience >= 1, "--patience must be at least 1"),
             (self.schedule in TRAINING_SCHEDULES,
              f"--schedule must be one of {', '.join(TRAINING_SCHEDULES)}"),
             (bool(self.strategies) and bool(self.seeds), "give at least one strategy and one seed"),

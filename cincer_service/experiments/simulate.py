@@ -38,6 +38,8 @@ class RunResult:
     n_cleaned: int | None = None
     n_cleaned_incoming: int | None = None
     n_cleaned_counterexamples: int | None = None
+    n_noisy_bootstrap: int | None = None       # planted errors there were to clean
+    n_noisy_stream: int | None = None
     f1: float | None = None
     dev_f1: float | None = None          # on the unused part of the training pool (see Experiment)
     f1_trace: list[float] | None = None
@@ -87,6 +89,7 @@ class Experiment:
                           seed=self.seed, max_epochs=self.config.max_epochs,
                           early_stop_accuracy=self.config.early_stop_accuracy,
                           schedule=self.config.schedule, monitor=self.config.monitor,
+                          patience=self.config.patience,
                           refit=self.config.refit, standardize=self.config.standardize)
 
     def oracle(self):
@@ -108,7 +111,9 @@ def run_cleaning(exp: Experiment, name: str, progress=None) -> RunResult:
     clf = exp.new_classifier()
     clf.fit(data.X_train[known], [labels[i] for i in known], mode="scratch")
     result = RunResult(name, exp.seed, n_cleaned=0, n_cleaned_incoming=0,
-                       n_cleaned_counterexamples=0, f1_trace=[], cleaned_trace=[])
+                       n_cleaned_counterexamples=0, f1_trace=[], cleaned_trace=[],
+                       n_noisy_bootstrap=int(exp.corrupted[exp.bootstrap].sum()),
+                       n_noisy_stream=int(exp.corrupted[exp.stream].sum()))
     iteration_seconds, ce_ms, version_ms = [], [], []
     for t in exp.stream:
         t = int(t)

@@ -42,6 +42,10 @@ def summarize_simulation(runs) -> dict:
             "f1_mean": f1_mean, "f1_se": f1_se,
             "dev_f1_mean": dev_f1_mean, "dev_f1_se": dev_f1_se,
             "n_queries_mean": mean_se([r.n_queries for r in rs])[0],
+            "n_cleaned_incoming_mean": mean_se([r.n_cleaned_incoming for r in rs])[0],
+            "n_cleaned_counterexamples_mean": mean_se([r.n_cleaned_counterexamples for r in rs])[0],
+            "n_noisy_mean": mean_se([None if r.n_noisy_bootstrap is None
+                                     else r.n_noisy_bootstrap + r.n_noisy_stream for r in rs])[0],
             "precision_at_5_mean": mean_se([r.precision_at_5 for r in rs])[0],
             "precision_at_10_mean": mean_se([r.precision_at_10 for r in rs])[0],
             "counterexample_ms_median": median([r.counterexample_ms for r in rs]),
