@@ -23,7 +23,9 @@ LABEL_DETECTORS = sorted({name for name, cls in DETECTORS.items() if cls.output 
 def planted():
     ds = load_dataset("synthetic", seed=0, n_samples=800, n_features=20, n_classes=4)
     noisy, is_error = inject_noise(ds.y_train, ds.n_classes, NOISE, "random", seed=0)
-    clf = Classifier("fc", ds.input_shape, ds.n_classes, seed=0)
+    # inputs as they are (already scaled to [0, 1]): the mirrored outliers below are planted
+    # in the space the model reads, which standardization would move
+    clf = Classifier("fc", ds.input_shape, ds.n_classes, seed=0, standardize=False)
     checkpoints = fit_with_checkpoints(clf, ds.X_train, noisy, segments=4, epochs_per_segment=10)
     state = ModelState.build(clf, ds.X_train, noisy)
     trusted = TrustedSet(y=ds.y_test, X=ds.X_test)
