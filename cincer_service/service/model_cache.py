@@ -38,9 +38,9 @@ def new_classifier(project: Project, **options):
     """
     from ..models import Classifier  # TensorFlow: only where jobs run
     spec = project.model
+    options.setdefault("standardize", (project.input_kind or "tabular") == "tabular")
     return Classifier(spec["kind"], project.input_shape, len(project.classes),
-                      seed=spec.get("seed", 0),
-                      standardize=(project.input_kind or "tabular") == "tabular", **options)
+                      seed=spec.get("seed", 0), **options)
 
 
 class ModelCache:

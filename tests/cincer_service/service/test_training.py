@@ -105,3 +105,37 @@ def test_a_killed_retrain_is_taken_over_once_its_lease_runs_out(tmp_path, stream
     time.sleep(0.6)
     assert jobs.reconcile(ctx) == {"retrain": 1}
     assert training.retrain(ctx, pid) == 1
+
+
+def test_tabular_models_learn_from_raw_feature_ranges(tmp_path):
+    """Users send features as they have them (breast: 0.001 to 4,000): the model
+    standardizes them itself, and a version stored before that loads as the identity."""
+    import numpy as np
+    from sklearn.datasets import load_breast_cancer
+
+    from cincer_service.service import store
+    from cincer_service.service.model_cache import new_classifier, weights_to_bytes
+
+    raw = load_breast_cancer()
+    X, y = raw.data[:200].astype(np.float32), raw.target[:200]
+    ctx = make_context(tmp_path)
+    pid = new_project(ctx, model={"kind": "fc", "max_epochs": 60},
+                      retrain={"mode": "scratch", "every_n_answers": 3})
+    examples.ingest(ctx, pid, [{"external_id": str(i), "x": X[i].tolist(), "label": int(y[i])}
+                               for i in range(BOOTSTRAP)])
+    assert [v["version"] for v in training.list_models(ctx, pid)] == [1]
+    with ctx.store.session() as s:
+        project = s.get(store.Project, pid)
+        version = s.query(store.ModelVersion).filter_by(project_id=pid).one()
+        clf = ctx.models.classifier(project, version)
+        assert clf.standardize
+        assert (clf.predict(X[BOOTSTRAP:]) == y[BOOTSTRAP:]).mean() > 0.85
+        # weights stored before the model had a standardize layer (two arrays fewer)
+        legacy = new_classifier(project, standardize=False, schedule="fixed", max_epochs=3)
+        legacy.fit(X[:BOOTSTRAP] / X[:BOOTSTRAP].max(0), y[:BOOTSTRAP])
+        version.weights = weights_to_bytes(legacy.get_weights())
+        ctx.models = type(ctx.models)()                     # a fresh worker process
+        loaded = ctx.models.classifier(project, version)
+        probe = X[BOOTSTRAP:] / X[:BOOTSTRAP].max(0)
+        np.testing.assert_allclose(loaded.predict_proba(probe), legacy.predict_proba(probe),
+                                   rtol=1e-5, atol=1e-6)
