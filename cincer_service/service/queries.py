@@ -89,8 +89,15 @@ def lease_next_query(ctx: ServiceContext, pid: int, principal: Principal) -> dic
         skipped_by_me = case((Query.released_by == principal.token_id, 1), else_=0)
         order = ((Query.id,) if project.queue_order == "fifo"
                  else (func.coalesce(Query.priority, 0.0).desc(), Query.id))
-        candidates = s.scalars(select(Query.id).where(Query.project_id == pid, available)
-                               .order_by(skipped_by_me, *order).limit(20)).all()
+        candidates_query = (select(Query.id).where(Query.project_id == pid, available)
+                            .order_by(skipped_by_me, *order))
+        if s.get_bind().dialect.name == "postgresql":
+            # Lock the best row nobody is claiming right now: concurrent annotators each get
+            # a different query at once instead of queueing behind the same row's lock.
+            candidates_query = candidates_query.limit(1).with_for_update(skip_locked=True)
+        else:                   # SQLite serialises writers; the conditional update decides
+            candidates_query = candidates_query.limit(20)
+        candidates = s.scalars(candidates_query).all()
         for qid in candidates:
             claimed = s.execute(update(Query).where(Query.id == qid, available).values(
                 status="leased", lease_holder=principal.token_id,

@@ -253,3 +253,42 @@ def test_a_query_explains_its_counterexample_and_alternatives(open_queries):
     for a in alternatives:
         example = examples.get_example(ctx, pid, a["id"])
         assert a["label"] == example["label"] and a["label_name"] == example["label_name"]
+
+
+def test_a_lease_never_waits_behind_another_annotators_claim(tmp_path, stream):
+    """PostgreSQL: while one transaction holds the best open query's row (an annotator's
+    lease in flight), another annotator gets the next query at once (SKIP LOCKED) instead
+    of queueing behind that lock and then losing the race for it."""
+    from sqlalchemy import create_engine, func, select, text
+
+    from cincer_service.service.store import Query
+    from tests.support.services import postgres_database
+
+    with postgres_database() as url:
+        if url is None:
+            pytest.skip("needs PostgreSQL (CINCER_TEST_POSTGRES_URL)")
+        ctx = make_context(tmp_path, database_url=url)
+        pid = new_project(ctx, retrain={"mode": "scratch", "every_n_answers": 1000})
+        examples.ingest(ctx, pid, items(stream, 0, BOOTSTRAP + N_STREAM))
+        bob = annotator(ctx, pid, "bob")
+        with ctx.store.session() as s:
+            best = s.scalar(select(Query.id).where(Query.project_id == pid,
+                                                   Query.status == "open")
+                            .order_by(func.coalesce(Query.priority, 0.0).desc(), Query.id)
+                            .limit(1))
+        engine = create_engine(url)
+        claim = engine.connect()
+        transaction = claim.begin()
+        claim.execute(text("SELECT id FROM queries WHERE id = :id FOR UPDATE"), {"id": best})
+        got = {}
+        worker = threading.Thread(target=lambda: got.update(
+            q=queries.lease_next_query(ctx, pid, bob)))
+        worker.start()
+        worker.join(timeout=10)
+        waited = worker.is_alive()
+        transaction.rollback()
+        claim.close()
+        worker.join()
+        engine.dispose()
+        assert not waited, "the lease waited for another transaction's row lock"
+        assert got["q"] is not None and got["q"]["id"] != best
