@@ -614,6 +614,7 @@ class Classifier:
     def load(cls, path: str) -> "Classifier":
         with np.load(path, allow_pickle=False) as data:
             config = json.loads(str(data["__config__"]))
+            config.setdefault("standardize", False)    # saved before the layer existed
             n = sum(1 for k in data.files if k.startswith("w"))
             weights = [data[f"w{i}"] for i in range(n)]
             initial = [data[f"init{i}"] for i in range(n)]

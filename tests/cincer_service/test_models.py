@@ -119,3 +119,21 @@ def test_weights_saved_before_standardization_load_as_the_identity():
                                rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(new.fast_forward(ds.X_test)[1], old.predict_proba(ds.X_test),
                                rtol=1e-4, atol=1e-6)
+
+
+def test_a_model_saved_before_standardization_loads_as_it_was(tmp_path):
+    import json
+    ds = load_dataset("breast")
+    old = Classifier("fc", ds.input_shape, 2, seed=1, max_epochs=5, standardize=False)
+    old.fit(ds.X_train[:100], ds.y_train[:100])
+    old.save(tmp_path / "m.npz")
+    with np.load(tmp_path / "m.npz") as data:                 # rewrite as an older file
+        arrays = {k: data[k] for k in data.files}
+    config = json.loads(str(arrays.pop("__config__")))
+    for key in ("standardize", "monitor", "refit"):
+        config.pop(key)
+    np.savez(tmp_path / "old.npz", __config__=np.array(json.dumps(config)), **arrays)
+    loaded = Classifier.load(tmp_path / "old.npz")
+    assert not loaded.standardize
+    np.testing.assert_array_equal(loaded.predict_proba(ds.X_test), old.predict_proba(ds.X_test))
+    loaded.fit(ds.X_train[:100], ds.y_train[:100])             # a scratch fit still works
