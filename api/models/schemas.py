@@ -10,7 +10,9 @@ class ModelVersionSchema(ma.Schema):
     train_size = fields.Integer()
     mode = fields.String(metadata={"description": "scratch or warm"})
     generation = fields.Integer()
-    metrics = fields.Dict(metadata={"description": "train_accuracy, epochs, seconds, and "
+    metrics = fields.Dict(metadata={"description": "train_accuracy, epochs, schedule, "
+                                                   "best_epoch, validation_loss, refit_epochs "
+                                                   "(epochs retrained on all data), seconds, and "
                                                    "heldout: {trusted, holdout_noisy, "
                                                    "min_per_class}, each set {status: ok, n, "
                                                    "accuracy, f1_weighted, log_loss, ece} or "

@@ -40,9 +40,10 @@ def register_command(subparsers) -> None:
     p.add_argument("--max-epochs", type=int, default=DEFAULTS.max_epochs,
                    help="epochs cap for scratch training")
     p.add_argument("--schedule", choices=TRAINING_SCHEDULES, default=DEFAULTS.schedule,
-                   help="when training stops: validation (held-out loss with patience, best "
-                        "weights kept; the default), accuracy (at a running train accuracy: "
-                        "the schedule of docs/results.md before wave 2) or fixed (epoch cap)")
+                   help="when training stops: validation (held-out loss with patience, then a "
+                        "refit on all data; the default), accuracy (at a running train "
+                        "accuracy; with --no-standardize --damping 1 the runs of docs/results.md "
+                        "before wave 2) or fixed (epoch cap)")
     p.add_argument("--monitor", choices=MONITORS, default=DEFAULTS.monitor,
                    help="with --schedule validation: watch the held-out loss (default) or its "
                         "errors (ties broken by the loss)")
