@@ -517,16 +517,7 @@
   }
 
   // -- wiring --------------------------------------------------------------------------
-  $("sign-in-form").addEventListener("submit", event => {
-    event.preventDefault();
-    const secret = $("token").value.trim();
-    if (!secret) return;
-    Cincer.setToken(secret);
-    $("token").value = "";
-    say("", "info");
-    document.activeElement.blur();
-    start();
-  });
+  Cincer.onSignIn(start);
   $("sign-out").addEventListener("click", () => { Cincer.signOut(); clearTimeout(state.poll); showSignIn(); });
   $("project").addEventListener("change", event => {
     const project = state.projects.find(p => p.id === Number(event.target.value));

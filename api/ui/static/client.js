@@ -90,7 +90,6 @@ const Cincer = (() => {
     return node;
   }
 
-  // Is ``shape`` an image ([h, w] or [h, w, c] with c in 1, 3, 4)?
   // Show ``text`` in the page's #message box (kind: info, error, ...); empty hides it.
   function say(text, kind) {
     const box = document.getElementById("message");
@@ -99,6 +98,22 @@ const Cincer = (() => {
     box.hidden = !text;
   }
 
+  // Wire the page's #sign-in-form: keep the pasted token, clear the field, then ``start()``.
+  function onSignIn(start) {
+    document.getElementById("sign-in-form").addEventListener("submit", event => {
+      event.preventDefault();
+      const field = document.getElementById("token");
+      const secret = field.value.trim();
+      if (!secret) return;
+      setToken(secret);
+      field.value = "";
+      say("", "info");
+      document.activeElement.blur();
+      start();
+    });
+  }
+
+  // Is ``shape`` an image ([h, w] or [h, w, c] with c in 1, 3, 4)?
   function isImage(shape) {
     return (shape.length === 2 && shape[0] > 1 && shape[1] > 1) ||
            (shape.length === 3 && [1, 3, 4].includes(shape[2]));
@@ -128,6 +143,6 @@ const Cincer = (() => {
     }
   }
 
-  return {ApiError, call, explain, el, token, setToken, project, setProject, signOut,
+  return {ApiError, call, explain, el, token, setToken, onSignIn, project, setProject, signOut,
           say, isImage, drawImage};
 })();

@@ -358,15 +358,7 @@
     }
     if (best) toggle(best.id);
   });
-  $("sign-in-form").addEventListener("submit", event => {
-    event.preventDefault();
-    const secret = $("token").value.trim();
-    if (!secret) return;
-    Cincer.setToken(secret);
-    $("token").value = "";
-    say("", "info");
-    start();
-  });
+  Cincer.onSignIn(start);
   $("sign-out").addEventListener("click", () => { Cincer.signOut(); showSignIn(); });
   $("project").addEventListener("change", event => {
     const project = state.projects.find(p => p.id === Number(event.target.value));
