@@ -32,8 +32,8 @@ def create_app(settings=None, service=None, config: dict | None = None) -> Flask
         works without Redis); a context passed in keeps its dispatcher.
     config : Flask config overrides (after defaults and ``CINCER_FLASK_*`` variables).
 
-    With ``settings.redis_url`` set, Celery is initialised (``api.background``) and
-    background jobs go to the Celery workers.
+    With ``settings.redis_url`` set, Celery is initialised (the ``cincer_service.background``
+    entry point, ``tasks.celery_app``) and background jobs go to the Celery workers.
     """
     from cincer_service.service import Settings, build_context
 
@@ -97,15 +97,30 @@ def register_background_work(app: Flask, settings, owns_service: bool) -> None:
     """Celery when a broker is configured; an in-process worker for a service we built."""
     service = app.extensions["cincer"]
     if settings.redis_url:
-        from .background import celery_init_app  # lazy: embedded mode needs no Celery
-        celery_init_app(app)
+        install_celery(app)
     elif owns_service:
-        from cincer_service.service import ThreadDispatcher
-        dispatcher = ThreadDispatcher(service).start()
+        from cincer_service.service import runner, workers
+        dispatcher = runner.thread_dispatcher(service).start()
         service.set_dispatcher(dispatcher)
         app.extensions["cincer_dispatcher"] = dispatcher
+        workers.register_embedded_worker(service)
     if owns_service and settings.admin_token:
         ensure_admin_token(service, settings.admin_token)
+
+
+BACKGROUND_ENTRY_POINTS = "cincer_service.background"
+
+
+def install_celery(app: Flask) -> None:
+    """Install the Celery adapter (``tasks.celery_app.celery_init_app``), found through
+    the ``cincer_service.background`` entry point so that ``api`` never imports ``tasks``."""
+    from importlib.metadata import entry_points
+    found = entry_points(group=BACKGROUND_ENTRY_POINTS, name="celery")
+    if not found:
+        raise RuntimeError("CINCER_REDIS_URL is set but the Celery adapter is not installed "
+                           "(entry point cincer_service.background:celery); reinstall the "
+                           "package")
+    next(iter(found)).load()(app)
 
 
 def ensure_admin_token(service, secret: str | None) -> str | None:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 
 from cincer_service.cli import UsageError
+from cincer_service.device import QUIET_ENV
+from cincer_service.service.jobs import QUEUES
 
 POOLS = ("prefork", "solo", "threads")
 LOGLEVELS = ("debug", "info", "warning", "error", "critical")
@@ -33,6 +35,10 @@ def register(subparsers) -> None:
                              "`cincer-service beat` as its own process instead")
     parser.add_argument("--loglevel", default="info", choices=LOGLEVELS)
     parser.add_argument("--pool", choices=POOLS, default="prefork")
+    parser.add_argument("--queues", default=",".join(QUEUES),
+                        help="comma-separated queues to consume: 'compute' (counter-examples, "
+                             "screening, retrains: a GPU host), 'background' (audits, "
+                             "overviews, webhooks, the reconciler: CPU hosts); default both")
     parser.add_argument("--hostname", default=None,
                         help="node name (default cincer-<pid>@<host>, unique per process)")
     parser.set_defaults(func=run_worker)
@@ -61,8 +67,13 @@ def worker_argv(args, data_dir: str) -> list[str]:
     """The ``celery worker`` command line for the parsed ``args``."""
     if args.concurrency < 1:
         raise UsageError("--concurrency must be at least 1")
+    queues = [q.strip() for q in args.queues.split(",") if q.strip()]
+    unknown = sorted(set(queues) - set(QUEUES))
+    if not queues or unknown:
+        raise UsageError(f"--queues takes a comma-separated list of {', '.join(QUEUES)} "
+                         f"(got {args.queues!r})")
     argv = ["worker", f"--loglevel={args.loglevel.upper()}", f"--pool={args.pool}",
-            f"--concurrency={args.concurrency}",
+            f"--concurrency={args.concurrency}", f"--queues={','.join(queues)}",
             f"--hostname={args.hostname or f'cincer-{os.getpid()}@%h'}"]
     if args.beat:
         argv += ["--beat", f"--schedule={schedule_path(data_dir)}"]
@@ -95,6 +106,8 @@ def _data_dir() -> str:
 
 def run_worker(args) -> int:
     _require_broker()
+    for name, value in QUIET_ENV.items():     # the pool's children import TensorFlow
+        os.environ.setdefault(name, value)
     argv = worker_argv(args, _data_dir())
     from .worker import celery_app  # builds the Flask app and the service
     celery_app.worker_main(argv)

@@ -1,7 +1,8 @@
-"""The Celery tasks: one per background job of ``cincer_service.service.jobs.JOBS``.
+"""The Celery tasks: one per job of the service's job table
+(``cincer_service.service.jobs.JOBS``), each routed to its job's queue.
 
-Each task runs inside the Flask app context (see ``api.background.celery_init_app``) and
-calls ``jobs.run_job(ctx, name, arg)`` on the app's ``ServiceContext``. Jobs are idempotent and
+Each task runs inside the Flask app context (see ``tasks.celery_app.celery_init_app``) and
+calls ``runner.run_job`` on the app's ``ServiceContext``. Jobs are idempotent and
 acknowledged late, so a redelivered message is harmless. Only transient failures (database
 or broker connection trouble, SQLite's "database is locked") are retried, with exponential
 backoff; anything else is a bug or bad data and is left to the logs and the reconciler.
@@ -14,8 +15,9 @@ import sqlalchemy.exc
 from celery import shared_task
 from flask import current_app
 
-from cincer_service.service import jobs
-from cincer_service.service.jobs import TASK_NAMES, queued_marker
+from cincer_service.service import jobs, runner
+
+from .celery_app import clear_queued
 
 TRANSIENT_ERRORS = (
     sqlalchemy.exc.OperationalError,      # lost connection, server restart, database locked
@@ -31,47 +33,38 @@ JOB_OPTIONS = dict(bind=True, acks_late=True, autoretry_for=TRANSIENT_ERRORS,
                    retry_backoff=2, retry_backoff_max=60, retry_jitter=True, max_retries=6)
 
 
-def clear_queued(celery_app, name: str, arg) -> None:
-    """Called by a task as it starts: a later submission of the same job is queued again."""
-    try:
-        client = redis.Redis.from_url(celery_app.conf.broker_url, socket_timeout=2,
-                                      socket_connect_timeout=2)
-        with client:
-            client.delete(queued_marker(name, arg))
-    except redis.exceptions.RedisError:
-        pass
-
-
-def run_job(task, name: str, arg=None, report_progress: bool = False):
-    """Run ``name(arg)`` on the app's ``ServiceContext``; optionally report PROGRESS."""
-    if name != "reconcile":
-        clear_queued(task.app, name, arg)
+def run_job(task, submission: jobs.Submission):
+    """Run ``submission`` on the app's ``ServiceContext`` as worker ``task.request.hostname``;
+    a job with progress reports PROGRESS states."""
+    if submission.job is not jobs.RECONCILE:
+        clear_queued(task.app, submission)
     ctx = current_app.extensions["cincer"]
-    if not report_progress:
-        return jobs.run_job(ctx, name, arg)
+    if task.request.hostname:
+        ctx.worker_name = task.request.hostname
+    if not submission.job.progress:
+        return runner.run_job(ctx, submission)
 
     def progress(done, total, message=""):
         if task.request.id is not None:      # None when the task is called directly
             task.update_state(state="PROGRESS", meta={
                 "done": float(done), "total": float(total), "message": str(message)})
 
-    return jobs.run_job(ctx, name, arg, progress=progress)
+    return runner.run_job(ctx, submission, progress=progress)
 
 
-def job_task(name: str):
-    """The Celery task of job ``name`` (registered under ``TASK_NAMES[name]``)."""
-    job = jobs.JOBS[name]
-    options = dict(JOB_OPTIONS, name=TASK_NAMES[name])
+def job_task(job: jobs.Job):
+    """The Celery task of ``job`` (registered under ``job.task_name``)."""
+    options = dict(JOB_OPTIONS, name=job.task_name, queue=job.queue)
     if job.progress:
         options["ignore_result"] = False      # PROGRESS states go to the result backend
 
-    def task(self, arg=None):
-        return run_job(self, name, arg, report_progress=job.progress)
+    def task(self, *values):
+        return run_job(self, job.from_values(values))
 
-    task.__name__ = task.__qualname__ = name
-    task.__doc__ = f"Run the {name!r} job: {(job.run.__doc__ or '').splitlines()[0]}"
+    task.__name__ = task.__qualname__ = job.name
+    task.__doc__ = f"Run the {job.name!r} job: {(job.run.__doc__ or '').splitlines()[0]}"
     return shared_task(**options)(task)
 
 
 # One task per job in the service's job table.
-TASKS = {name: job_task(name) for name in jobs.JOBS}
+TASKS = {name: job_task(job) for name, job in jobs.JOBS.items()}

@@ -1,16 +1,19 @@
-"""``GET /healthz`` and ``GET /metrics`` (no token needed)."""
+"""``GET /healthz`` and ``GET /metrics`` (no token needed), ``GET /api/v1/workers``
+(admin)."""
 from __future__ import annotations
 
 from flask import Response
 from sqlalchemy import text
 
-from cincer_service.service import reports
+from cincer_service.service import reports, workers
 
+from ..auth import requires
+from ..config import API_PREFIX
 from ..errors import ErrorSchema, Unavailable
 from ..extensions import get_context, get_request_counter
 from ..fields import Blueprint
 from . import metrics
-from .schemas import HealthSchema
+from .schemas import HealthSchema, WorkerSchema
 
 blp = Blueprint("ops", __name__, description="Health and metrics.")
 
@@ -56,3 +59,12 @@ def prometheus_metrics():
     """Counts of examples and queries per status, model versions, jobs and requests."""
     body = metrics.render(reports.metrics(get_context()), get_request_counter().snapshot())
     return Response(body, content_type=metrics.CONTENT_TYPE)
+
+
+@blp.route(f"{API_PREFIX}/workers", methods=["GET"])
+@requires("admin")
+@blp.response(200, WorkerSchema(many=True))
+def list_workers():
+    """The workers that run background jobs: queues, device (GPU or CPU), last heartbeat
+    (admin token)."""
+    return workers.list_workers(get_context())

@@ -11,3 +11,13 @@ class HealthSchema(ma.Schema):
     database = fields.String(metadata={"description": "the database dialect that answered"})
     broker = fields.String(allow_none=True,
                            metadata={"description": "celery mode: ok or unreachable"})
+
+
+class WorkerSchema(ma.Schema):
+    name = fields.String(metadata={"description": "the worker's node name"})
+    queues = fields.List(fields.String(), metadata={"description": "compute and/or background"})
+    device = fields.String(metadata={"enum": ["GPU", "CPU"]})
+    device_name = fields.String(allow_none=True)
+    started_at = fields.DateTime()
+    last_heartbeat = fields.DateTime()
+    alive = fields.Boolean(metadata={"description": "a heartbeat in the last 30 s"})

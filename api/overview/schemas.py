@@ -4,7 +4,7 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from ..fields import MAX_ID, StrictInteger, check_text
+from ..fields import MAX_ID, Label, StrictInteger, check_text
 
 
 class CellSummarySchema(ma.Schema):
@@ -73,8 +73,8 @@ class ActionInSchema(ma.Schema):
     example_ids = fields.List(StrictInteger(validate=validate.Range(min=1, max=MAX_ID)),
                               required=True,
                               validate=validate.Length(min=1, max=5000))
-    label = StrictInteger(load_default=None, allow_none=True, validate=validate.Range(min=0),
-                          metadata={"description": "the new label (relabel only)"})
+    label = Label(load_default=None, allow_none=True,
+                  metadata={"description": "the new label (relabel only): a class name or index"})
     reason = fields.String(load_default=None, allow_none=True,
                            validate=lambda v: bool(check_text(v, 500)),
                            metadata={"description": "kept in each example's label history"})

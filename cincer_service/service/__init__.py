@@ -2,10 +2,25 @@
 
 No Flask or Celery here. ``context`` holds what every use case shares; one module per
 resource family holds the use cases (``access``, ``projects``, ``examples``, ``queries``,
-``training``, ``audits``, ``reports``), and ``jobs`` maps background-job names to them.
+``training``, ``audits``, ``reports``, ``workers``); ``labels`` is the one way labels
+change; ``jobs`` is the table of background jobs and ``runner`` runs them.
 ``api/`` handlers and ``tasks/`` jobs call these modules with a ``ServiceContext``.
 """
-from . import access, audits, examples, jobs, projects, queries, reports, screening, training, webhooks
+from . import (
+    access,
+    audits,
+    examples,
+    jobs,
+    labels,
+    projects,
+    queries,
+    reports,
+    runner,
+    screening,
+    training,
+    webhooks,
+    workers,
+)
 from .access import ROLES, Principal
 from .context import ServiceContext, build_context
 from .demo import seed_demo
@@ -14,7 +29,8 @@ from .errors import BadInput, Conflict, Forbidden, NotFound, ServiceError, Unaut
 from .settings import Settings
 from .store import Store
 
-__all__ = ["access", "audits", "examples", "jobs", "projects", "queries", "reports",
+__all__ = ["access", "audits", "examples", "jobs", "labels", "projects", "queries", "reports",
+           "runner", "workers",
            "screening", "training", "webhooks", "ROLES", "Principal", "ServiceContext",
            "build_context", "seed_demo", "Dispatcher", "InlineDispatcher", "NullDispatcher",
            "ThreadDispatcher", "BadInput", "Conflict", "Forbidden", "NotFound", "ServiceError",

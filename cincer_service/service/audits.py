@@ -9,10 +9,10 @@ the report. The first model of a project audits its bootstrap set automatically
 from __future__ import annotations
 
 import numpy as np
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 
 from ..catalog import DETECTOR_NAMES
-from . import webhooks
+from . import jobs, webhooks
 from .context import TRAINING, ServiceContext, audit_row, latest_version, project_row
 from .errors import BadInput, Conflict
 from .leases import RowLease
@@ -44,8 +44,8 @@ def create_audit(ctx: ServiceContext, pid: int, detectors: list[str], top_k: int
                       status="queued", progress=0.0)
         s.add(audit)
         s.flush()
+        jobs.follow(s, jobs.AUDIT(audit.id))
         result = audit_view(audit)
-    ctx.submit("audit", result["id"])
     return result
 
 
@@ -94,9 +94,10 @@ def run_audit(ctx: ServiceContext, aid: int, progress=None) -> str | None:
             done = s.execute(update(Audit).where(lease.held_by_me()).values(
                 status="done", progress=1.0, result=report.to_dict(ids),
                 **lease.release_values()))
-            queued = done.rowcount == 1 and webhooks.emit(s, project.id, "audit.finished", {
-                "audit_id": aid, "status": "done", "detectors": detectors, "top_k": top_k,
-                "automatic": auto, "error": None})
+            if done.rowcount == 1:
+                webhooks.emit(s, project.id, "audit.finished", {
+                    "audit_id": aid, "status": "done", "detectors": detectors,
+                    "top_k": top_k, "automatic": auto, "error": None})
     except Exception as exc:
         lease.stop()
         with ctx.store.session() as s:
@@ -104,15 +105,13 @@ def run_audit(ctx: ServiceContext, aid: int, progress=None) -> str | None:
                 status="failed", error=f"{type(exc).__name__}: {exc}",
                 **lease.release_values()))
             pid = s.get(Audit, aid).project_id
-            queued = failed.rowcount == 1 and webhooks.emit(s, pid, "audit.finished", {
-                "audit_id": aid, "status": "failed", "error": f"{type(exc).__name__}: {exc}"})
-        if queued:
-            ctx.submit("deliver_webhooks", pid)
+            if failed.rowcount == 1:
+                webhooks.emit(s, pid, "audit.finished", {
+                    "audit_id": aid, "status": "failed",
+                    "error": f"{type(exc).__name__}: {exc}"})
         raise
     finally:
         lease.stop()
-    if queued:
-        ctx.submit("deliver_webhooks", project.id)
     if auto:
         enqueue_audit(ctx, project.id, aid, origin="bootstrap")
     return "done"
@@ -146,8 +145,7 @@ def enqueue_audit(ctx: ServiceContext, pid: int, aid: int, top_k: int | None = N
             s.add(q)
             s.flush()
             created.append(q.id)
-    for qid in created:
-        ctx.submit("counterexample", qid)
+            jobs.follow(s, jobs.COUNTEREXAMPLE(q.id))
     return {"audit_id": aid, "query_ids": created, "enqueued": len(created)}
 
 
@@ -161,3 +159,14 @@ def list_audits(ctx: ServiceContext, pid: int, offset: int = 0, limit: int = 50)
         rows = s.scalars(select(Audit).where(Audit.project_id == pid)
                          .order_by(Audit.id.desc()).offset(offset).limit(limit))
         return {"items": [audit_view(a) for a in rows], "total": total}
+
+
+def unfinished_audits(s, now) -> list[int]:
+    """Audits queued, or running under an expired lease (the reconciler's ``audit``
+    work)."""
+    return s.scalars(select(Audit.id).where(or_(
+        Audit.status == "queued",
+        and_(Audit.status == "running", Audit.lease_until < now))).order_by(Audit.id)).all()
+
+
+jobs.AUDIT.bind(run_audit, unfinished=unfinished_audits)

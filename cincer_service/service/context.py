@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from collections import Counter
 
 from sqlalchemy import func, select
 
 from .dispatch import Dispatcher, NullDispatcher
 from .errors import NotFound
+from .jobs import Submission
 from .model_cache import ModelCache
 from .settings import Settings
 from .store import Audit, Example, ModelVersion, Project, Query, Store
@@ -37,17 +39,35 @@ class ServiceContext:
         self.models = ModelCache()
         self.job_counts: Counter = Counter()
         self.job_failures: Counter = Counter()
+        # Who runs jobs in this process, for the counter-examples they compute (a Celery
+        # worker sets its node name; ``device`` is filled in when a model first runs).
+        self.worker_name: str | None = None
+        self.worker_device: str | None = None
+        store.on_commit = self.submit
 
     def set_dispatcher(self, dispatcher: Dispatcher) -> None:
         """Route background jobs to ``dispatcher`` from now on."""
         self.dispatcher = dispatcher
 
-    def submit(self, name: str, arg=None) -> None:
-        """Hand a job to the dispatcher; a failure is logged, the reconciler redoes it."""
+    def worker_identity(self) -> tuple[str, str]:
+        """``(worker name, device)`` of this process, for what its jobs compute."""
+        if self.worker_device is None:
+            from ..device import describe_device  # TensorFlow: only where jobs run
+            self.worker_device = describe_device()["device"]
+        return self.worker_name or default_worker_name(), self.worker_device
+
+    def submit(self, submission: Submission) -> None:
+        """Hand a job (``jobs.RETRAIN(pid)``) to the dispatcher; a failure is logged, the
+        reconciler redoes it. Use cases record follow-ups with ``jobs.follow`` instead."""
         try:
-            self.dispatcher.submit(name, arg)
+            self.dispatcher.submit(submission)
         except Exception:
-            log.exception("could not submit %s(%s); the reconciler will", name, arg)
+            log.exception("could not submit %s; the reconciler will", submission)
+
+
+def default_worker_name() -> str:
+    """``embedded-<pid>@<host>``: a process that runs jobs without registering a name."""
+    return f"embedded-{os.getpid()}@{socket.gethostname()}"
 
 
 def build_context(settings: Settings | None = None,

@@ -1,55 +1,55 @@
-"""How background jobs reach ``jobs.run_job``.
+"""How background jobs reach a runner.
 
-The database says what is unfinished, so every dispatcher may lose or repeat a message:
-``reconcile`` re-submits, and every job is idempotent.
+A dispatcher receives ``Submission``\\ s (``jobs``) and a *runner*, the callable that runs
+one (``runner.run_job`` bound to a context), so it needs to know no job. The database says
+what is unfinished, so every dispatcher may lose or repeat a message: the reconciler
+re-submits, and every job is idempotent.
 """
 from __future__ import annotations
 
 import logging
 import queue
 import threading
+from typing import Callable
+
+from .jobs import RECONCILE, Submission
 
 log = logging.getLogger(__name__)
 
+Runner = Callable[[Submission], object]
+
 
 class Dispatcher:
-    """Hands a job ``(name, arg)`` to whoever runs background work."""
+    """Hands a ``Submission`` to whoever runs background work."""
 
-    def submit(self, name: str, arg=None) -> None:
+    def submit(self, submission: Submission) -> None:
         raise NotImplementedError
 
 
 class NullDispatcher(Dispatcher):
-    """Drops jobs; a later ``reconcile`` (or a worker's periodic one) picks the work up."""
+    """Drops jobs; a later reconcile (or a worker's periodic one) picks the work up."""
 
-    def submit(self, name: str, arg=None) -> None:
-        log.debug("no dispatcher: %s(%s) left to the reconciler", name, arg)
-
-
-def run_job(ctx, name: str, arg=None):
-    """``jobs.run_job``, imported late: the job modules import the context, which imports
-    this module."""
-    from .jobs import run_job as run
-    return run(ctx, name, arg)
+    def submit(self, submission: Submission) -> None:
+        log.debug("no dispatcher: %s left to the reconciler", submission)
 
 
 class InlineDispatcher(Dispatcher):
-    """Runs each job synchronously inside ``submit`` (tests, scripts)."""
+    """Runs each job synchronously inside ``submit`` (tests, scripts, simulations)."""
 
-    def __init__(self, ctx):
-        self.ctx = ctx
+    def __init__(self, run: Runner):
+        self.run = run
 
-    def submit(self, name: str, arg=None) -> None:
-        run_job(self.ctx, name, arg)
+    def submit(self, submission: Submission) -> None:
+        self.run(submission)
 
 
 class ThreadDispatcher(Dispatcher):
     """The embedded default: one background thread runs jobs in order and reconciles
     every ``interval`` seconds, so requests never wait for training."""
 
-    def __init__(self, ctx, interval: float | None = None):
-        self.ctx = ctx
-        self.interval = ctx.settings.reconcile_seconds if interval is None else interval
+    def __init__(self, run: Runner, interval: float):
+        self.run = run
+        self.interval = interval
         self._queue: queue.Queue = queue.Queue()
         self._queued: set = set()
         self._lock = threading.Lock()
@@ -57,12 +57,13 @@ class ThreadDispatcher(Dispatcher):
         self._thread: threading.Thread | None = None
         self._busy = False
 
-    def submit(self, name: str, arg=None) -> None:
+    def submit(self, submission: Submission) -> None:
+        key = (submission.job.name, submission.key())
         with self._lock:
-            if (name, arg) in self._queued:   # the same job is already waiting
+            if key in self._queued:   # the same job is already waiting
                 return
-            self._queued.add((name, arg))
-        self._queue.put((name, arg))
+            self._queued.add(key)
+        self._queue.put(submission)
 
     def start(self) -> "ThreadDispatcher":
         self._thread = threading.Thread(target=self._run, name="cincer-worker", daemon=True)
@@ -79,21 +80,21 @@ class ThreadDispatcher(Dispatcher):
         return not self._busy and self._queue.empty() and not self._queued
 
     def _run(self) -> None:
-        self.submit("reconcile")
+        self.submit(RECONCILE())
         while not self._stop.is_set():
             try:
-                job = self._queue.get(timeout=self.interval)
+                submission = self._queue.get(timeout=self.interval)
             except queue.Empty:
-                self.submit("reconcile")
+                self.submit(RECONCILE())
                 continue
-            if job is None:
+            if submission is None:
                 break
             with self._lock:
-                self._queued.discard(job)
+                self._queued.discard((submission.job.name, submission.key()))
                 self._busy = True
             try:
-                run_job(self.ctx, *job)
+                self.run(submission)
             except Exception:   # keep the worker alive; the reconciler retries
-                log.exception("background job %s(%s) failed", *job)
+                log.exception("background job %s failed", submission)
             finally:
                 self._busy = False

@@ -11,9 +11,10 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..featurize import BadItem, featurize
-from . import webhooks
+from . import jobs
 from .context import TRAINING, ServiceContext, example_row, project_row
 from .errors import BadInput, Conflict
+from .labels import LabelChange, change_labels
 from .projects import label_error, label_index, label_name
 from .store import Example, LabelEvent, Project, utcnow
 
@@ -77,7 +78,7 @@ def _ingest(ctx: ServiceContext, pid: int, items: list, actor: str) -> list[dict
                 Example.project_id == pid, Example.status.in_(TRAINING)))
             labels = set(s.scalars(select(Example.label).where(
                 Example.project_id == pid, Example.status.in_(TRAINING)).distinct()))
-        now, results, training_changed, queued = utcnow(), [], False, False
+        now, results, training_changed, updates = utcnow(), [], False, []
         for row in rows:
             old = known.get(row["external_id"])
             if old is None:
@@ -96,29 +97,20 @@ def _ingest(ctx: ServiceContext, pid: int, items: list, actor: str) -> list[dict
             elif old.label == row["label"]:
                 results.append({"id": old.id, "status": old.status, "outcome": "replayed"})
             else:
-                s.add(LabelEvent(example_id=old.id, old_label=old.label,
-                                 new_label=row["label"], why="ingest_update", actor=actor,
-                                 at=now))
-                queued |= webhooks.emit(s, pid, "label.changed", {
-                    "example_id": old.id, "external_id": old.external_id,
-                    "old_label": old.label, "new_label": row["label"], "why": "ingest_update",
-                    "actor": actor, "query_id": None, "reason": None})
-                old.label, old.updated_at = row["label"], now
-                training_changed |= old.status in TRAINING
+                updates.append(LabelChange(old.id, row["label"], "ingest_update"))
                 results.append({"id": old.id, "status": old.status, "outcome": "updated"})
+        if updates:
+            training_changed |= change_labels(s, pid, updates, actor, now=now).training_changed
         changes = {"generation": Project.generation + 1} if training_changed else {}
         bootstrap_done = bootstrapping and have >= project.bootstrap_size and len(labels) >= 2
         if bootstrap_done:
             changes["wanted_generation"] = Project.generation + (1 if training_changed else 0)
         if changes:
             s.execute(update(Project).where(Project.id == pid).values(**changes))
-        pending = any(r["status"] == "pending" and r["outcome"] == "created" for r in results)
-    if queued:
-        ctx.submit("deliver_webhooks", pid)
-    if bootstrap_done:
-        ctx.submit("retrain", pid)
-    if pending:
-        ctx.submit("screen", pid)
+        if bootstrap_done:
+            jobs.follow(s, jobs.RETRAIN(pid))
+        if any(r["status"] == "pending" and r["outcome"] == "created" for r in results):
+            jobs.follow(s, jobs.SCREEN(pid))
     return results
 
 

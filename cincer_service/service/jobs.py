@@ -1,94 +1,190 @@
-"""Jobs: the one table from job name to the function that runs it, and the reconciler.
+"""The job table: every background job of the service, defined once.
 
-Dispatchers (the embedded thread, Celery tasks) call ``run_job``; Celery reads ``JOBS`` to
-name its tasks. Every job is idempotent and claims its rows with a compare-and-set UPDATE,
-so a lost, repeated or killed job never corrupts anything: ``reconcile`` re-submits
-whatever the database says is unfinished. A job that fails is recorded (``JobBackoff``)
-and waits longer after each failure, capped, instead of looping; ``/stats`` shows it.
+A ``Job`` holds its name, its argument type (``ProjectArg``, ``QueryArg``, ``AuditArg`` or
+``NoArg``: each knows its project, its key and how to find the keys of one project's jobs),
+its Celery queue, whether it reports progress and, once its family module has bound them,
+its run function and how the reconciler finds its unfinished work. Calling a job makes a
+``Submission`` (job + argument): the only thing callers hand to ``ctx.submit`` or record
+with ``follow``. Task names, the "already queued" marker, the reconciler's list and the
+delete cascade are all derived from ``JOBS``.
+
+This module imports only the store, so every family can import it; the families bind their
+run functions (``jobs.RETRAIN.bind(retrain, unfinished=...)``) and ``runner`` imports all of
+them and runs jobs. No module here imports ``runner`` except the dispatcher's owners.
+
+Follow-up work: a use case calls ``follow(s, jobs.RETRAIN(pid))`` inside its transaction;
+the store submits it once that transaction commits and drops it on rollback
+(``Store.session``).
 """
 from __future__ import annotations
 
-import logging
-from collections import Counter
-from dataclasses import dataclass
-from datetime import timedelta
-from typing import Callable
+from dataclasses import astuple, dataclass
+from typing import Callable, ClassVar
 
-from sqlalchemy import and_, delete, or_, select
+from sqlalchemy import String, cast, select
 
-from . import audits, overview, screening, training, webhooks
-from .context import ServiceContext
-from .store import Audit, Example, JobBackoff, ModelVersion, Project, Query, utcnow
+from .store import PENDING_FOLLOWUPS, Audit, JobBackoff, Query
 
-log = logging.getLogger(__name__)
-
-# A job that keeps failing waits 5 s, 10 s, 20 s, ... at most 5 minutes between runs.
-BACKOFF_BASE_SECONDS = 5.0
-BACKOFF_CAP_SECONDS = 300.0
+COMPUTE = "compute"          # counter-examples, screening, retrains: the GPU host's queue
+BACKGROUND = "background"    # audits, overviews, webhooks, the reconciler: CPU hosts
+QUEUES = (COMPUTE, BACKGROUND)
 
 
-def reconcile(ctx: ServiceContext, _arg=None) -> dict:
-    """Re-submit unfinished work: pending examples, computing queries, wanted retrains
-    (once the bootstrap set is complete), queued or abandoned audits, due webhook
-    deliveries. Jobs backing off after failures wait until their ``retry_at``. Returns how
-    many of each kind were submitted."""
-    now = utcnow()
-    with ctx.store.session() as s:
-        with_model = set(s.scalars(select(ModelVersion.project_id).distinct()))
-        wanted = s.scalars(select(Project).where(
-            Project.wanted_generation > Project.trained_generation,
-            or_(Project.retrain_lease_until.is_(None),
-                Project.retrain_lease_until < now))).all()
-        work = {
-            "retrain": [p.id for p in wanted
-                        if p.id in with_model or training.bootstrap_progress(s, p)["ready"]],
-            "screen": [pid for pid in s.scalars(select(Example.project_id).where(
-                Example.status == "pending").distinct()) if pid in with_model],
-            "counterexample": s.scalars(select(Query.id).where(Query.status == "computing")
-                                        .order_by(Query.id)).all(),
-            "audit": s.scalars(select(Audit.id).where(or_(
-                Audit.status == "queued",
-                and_(Audit.status == "running", Audit.lease_until < now)))).all(),
-            "deliver_webhooks": webhooks.due_projects(s, now),
-        }
-        waiting = set(s.execute(select(JobBackoff.name, JobBackoff.arg)
-                                .where(JobBackoff.retry_at > now)).all())
-    submitted = Counter()
-    for name, args in work.items():
-        for arg in args:
-            if (name, str(arg)) in waiting:
-                continue
-            ctx.submit(name, arg)
-            submitted[name] += 1
-    return dict(submitted)
+# -- argument types ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class NoArg:
+    """A job without an argument (the reconciler)."""
+
+    def key(self) -> str:
+        return ""
+
+    def project_of(self, s) -> int | None:
+        return None
+
+    @classmethod
+    def keys_of_project(cls, pid: int):
+        return []
 
 
-def backoff_seconds(failures: int) -> float:
-    """Seconds before a job that failed ``failures`` times in a row runs again (capped)."""
-    return min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (failures - 1))
+@dataclass(frozen=True)
+class ProjectArg:
+    """A job over one project."""
+
+    project_id: int
+
+    def key(self) -> str:
+        return str(self.project_id)
+
+    def project_of(self, s) -> int | None:
+        return self.project_id
+
+    @classmethod
+    def keys_of_project(cls, pid: int):
+        return [str(pid)]
 
 
-def record_failure(ctx: ServiceContext, name: str, arg, error: BaseException) -> None:
-    """Count a failure of ``name(arg)`` and push its next run back; kept for ``/stats``."""
-    now, key = utcnow(), str(arg)
-    message = f"{type(error).__name__}: {error}"[:2000]
-    with ctx.store.session() as s:
-        row = s.scalar(select(JobBackoff).where(JobBackoff.name == name, JobBackoff.arg == key)
-                       .with_for_update())
-        if row is None:
-            row = JobBackoff(name=name, arg=key, failures=0,
-                             project_id=_project_of(s, name, arg))
-            s.add(row)
-        row.failures += 1
-        row.last_error, row.updated_at = message, now
-        row.retry_at = now + timedelta(seconds=backoff_seconds(row.failures))
+@dataclass(frozen=True)
+class _RowArg:
+    """A job over one row of ``table`` (which has a ``project_id``)."""
+
+    table: ClassVar = None
+
+    def key(self) -> str:
+        return str(astuple(self)[0])
+
+    def project_of(self, s) -> int | None:
+        row = s.get(self.table, astuple(self)[0])
+        return None if row is None else row.project_id
+
+    @classmethod
+    def keys_of_project(cls, pid: int):
+        return select(cast(cls.table.id, String)).where(cls.table.project_id == pid)
 
 
-def clear_failures(ctx: ServiceContext, name: str, arg) -> None:
-    """Forget the failures of ``name(arg)`` after it succeeded."""
-    with ctx.store.session() as s:
-        s.execute(delete(JobBackoff).where(JobBackoff.name == name,
-                                           JobBackoff.arg == str(arg)))
+@dataclass(frozen=True)
+class QueryArg(_RowArg):
+    """A job over one query."""
+
+    table: ClassVar = Query
+    query_id: int
+
+
+@dataclass(frozen=True)
+class AuditArg(_RowArg):
+    """A job over one audit."""
+
+    table: ClassVar = Audit
+    audit_id: int
+
+
+# -- jobs ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Submission:
+    """One job with its argument, as dispatchers send it."""
+
+    job: "Job"
+    arg: object
+
+    @property
+    def values(self) -> tuple:
+        return astuple(self.arg)
+
+    def key(self) -> str:
+        return self.arg.key()
+
+    def marker(self) -> str:
+        """The broker key that says this submission is waiting in a queue."""
+        return f"cincer:queued:{self.job.name}:{self.key()}"
+
+    def __str__(self) -> str:
+        return f"{self.job.name}({self.key()})"
+
+
+class Job:
+    """A background job (see the module docstring)."""
+
+    def __init__(self, name: str, arg: type, queue: str, progress: bool = False):
+        if queue not in QUEUES:
+            raise ValueError(f"unknown queue {queue!r}")
+        self.name, self.arg, self.queue, self.progress = name, arg, queue, progress
+        self.run: Callable | None = None
+        self.unfinished: Callable | None = None
+
+    def __call__(self, *values) -> Submission:
+        return Submission(self, self.arg(*values))
+
+    def __repr__(self) -> str:
+        return f"Job({self.name!r}, {self.arg.__name__}, queue={self.queue!r})"
+
+    @property
+    def task_name(self) -> str:
+        """The Celery task that runs this job."""
+        return f"tasks.{self.name}"
+
+    def bind(self, run: Callable, unfinished: Callable | None) -> Callable:
+        """Attach the run function ``run(ctx, *arg values[, progress=])`` and
+        ``unfinished(s, now) -> [arg values]``, what the reconciler re-submits (``None``
+        only for the reconciler itself). Returns ``run``."""
+        self.run, self.unfinished = run, unfinished
+        return run
+
+    def from_values(self, values) -> Submission:
+        """The submission for a task's JSON arguments."""
+        return self(*values)
+
+
+SCREEN = Job("screen", ProjectArg, COMPUTE)
+COUNTEREXAMPLE = Job("counterexample", QueryArg, COMPUTE)
+RETRAIN = Job("retrain", ProjectArg, COMPUTE, progress=True)
+AUDIT = Job("audit", AuditArg, BACKGROUND, progress=True)
+OVERVIEW = Job("overview", ProjectArg, BACKGROUND, progress=True)
+DELIVER_WEBHOOKS = Job("deliver_webhooks", ProjectArg, BACKGROUND)
+RECONCILE = Job("reconcile", NoArg, BACKGROUND)
+
+JOBS: dict[str, Job] = {job.name: job for job in (
+    SCREEN, COUNTEREXAMPLE, RETRAIN, AUDIT, OVERVIEW, DELIVER_WEBHOOKS, RECONCILE)}
+
+
+def by_name(name: str) -> Job:
+    """The job called ``name``; ``ValueError`` for an unknown one."""
+    job = JOBS.get(name)
+    if job is None:
+        raise ValueError(f"unknown job {name!r}; one of {', '.join(JOBS)}")
+    return job
+
+
+def task_routes() -> dict:
+    """Celery's routing table: each job's task to its queue."""
+    return {job.task_name: {"queue": job.queue} for job in JOBS.values()}
+
+
+# -- follow-up work ------------------------------------------------------------------------
+def follow(s, submission: Submission) -> None:
+    """Submit ``submission`` once the transaction of session ``s`` commits (dropped on
+    rollback; the same submission twice is sent once)."""
+    if not s.in_transaction():
+        s.begin()               # so that a rollback before any statement drops it too
+    s.info.setdefault(PENDING_FOLLOWUPS, {})[(submission.job.name, submission.key())] = submission
 
 
 def failing_jobs(s, pid: int) -> list[dict]:
@@ -97,60 +193,3 @@ def failing_jobs(s, pid: int) -> list[dict]:
              "retry_at": r.retry_at.isoformat()}
             for r in s.scalars(select(JobBackoff).where(JobBackoff.project_id == pid)
                                .order_by(JobBackoff.id))]
-
-
-def _project_of(s, name: str, arg) -> int | None:
-    if name in ("retrain", "screen", "overview", "deliver_webhooks"):
-        return arg
-    row = {"counterexample": Query, "audit": Audit}.get(name)
-    found = s.get(row, arg) if row is not None and arg is not None else None
-    return found.project_id if found is not None else None
-
-
-@dataclass(frozen=True)
-class Job:
-    """A background job: ``run(ctx, arg)``; ``progress`` jobs also take a callback."""
-
-    run: Callable
-    progress: bool = False
-
-
-JOBS: dict[str, Job] = {
-    "screen": Job(screening.screen_pending),
-    "counterexample": Job(screening.compute_counterexample),
-    "retrain": Job(training.retrain, progress=True),
-    "audit": Job(audits.run_audit, progress=True),
-    "overview": Job(overview.compute_overview, progress=True),
-    "deliver_webhooks": Job(webhooks.deliver_webhooks),
-    "reconcile": Job(reconcile),
-}
-
-
-def run_job(ctx: ServiceContext, name: str, arg=None, progress=None):
-    """Run one background job by name, counting runs and failures on the context."""
-    job = JOBS.get(name)
-    if job is None:
-        raise ValueError(f"unknown job {name!r}; one of {', '.join(JOBS)}")
-    ctx.job_counts[name] += 1
-    try:
-        result = job.run(ctx, arg, progress=progress) if job.progress else job.run(ctx, arg)
-    except Exception as exc:
-        ctx.job_failures[name] += 1
-        if name != "reconcile":
-            try:
-                record_failure(ctx, name, arg, exc)
-            except Exception:           # the database itself is away: the log keeps it
-                log.exception("could not record the failure of %s(%s)", name, arg)
-        raise
-    if name != "reconcile":
-        clear_failures(ctx, name, arg)
-    return result
-
-
-# The Celery task of each job (``tasks/jobs.py`` registers them; the API sends by name).
-TASK_NAMES = {name: f"tasks.{name}" for name in JOBS}
-
-
-def queued_marker(name: str, arg) -> str:
-    """The Redis key that says ``name(arg)`` is waiting in the Celery queue."""
-    return f"cincer:queued:{name}:{arg}"

@@ -19,13 +19,15 @@ import io
 from datetime import timedelta
 
 import numpy as np
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, or_, select, update
 
-from .context import TRAINING, ServiceContext, latest_version, project_row
+from . import jobs
+from .context import ServiceContext, latest_version, project_row
 from .errors import BadInput, Conflict
-from .store import Audit, Example, LabelEvent, ModelVersion, Overview, Project, Query, utcnow
+from .labels import REMOVED, LabelChange, change_labels, count_towards_retrain
+from .projects import label_error, label_index
+from .store import Audit, Example, LabelEvent, ModelVersion, Overview, Query, utcnow
 
-REMOVED = "removed"                 # example status: excluded from training, kept
 ACTIONS = ("relabel", "confirm", "remove")
 HISTOGRAM_BINS = 10                 # mismatch scores lie in [0.5, 1]
 TSNE_MIN = 6                        # fewer examples in a cell are laid out on a grid
@@ -107,7 +109,7 @@ def request_overview(ctx: ServiceContext, pid: int) -> dict:
         elif row.status != "computing":
             s.execute(update(Overview).where(Overview.id == row.id).values(
                 status="computing", requested_at=now, error=None, lease_until=None))
-    ctx.submit("overview", pid)
+        jobs.follow(s, jobs.OVERVIEW(pid))
     return get_overview(ctx, pid, resubmit=False)
 
 
@@ -204,7 +206,7 @@ def get_overview(ctx: ServiceContext, pid: int, resubmit: bool = True) -> dict:
                 "cells": cells, "duplicates": result.get("duplicates", []),
                 "stale": row.generation is not None and row.generation != project.generation}
     if lost and resubmit:
-        ctx.submit("overview", pid)
+        ctx.submit(jobs.OVERVIEW(pid))
     return view
 
 
@@ -305,9 +307,9 @@ def progress_plot(ctx: ServiceContext, pid: int) -> bytes:
 
 
 # -- batch actions -------------------------------------------------------------------------
-def relabel_examples(ctx: ServiceContext, pid: int, example_ids: list[int], label: int,
+def relabel_examples(ctx: ServiceContext, pid: int, example_ids: list[int], label,
                      actor: str, reason: str | None = None) -> dict:
-    """Give every listed example ``label`` (a class index); each change is a label event
+    """Give every listed example ``label`` (a class name or index); each change is a label event
     ``overview_relabel`` and the example counts as checked by a person (``confirmed``).
     Examples that already have the label are left alone. ``{action, changed, example_ids}``."""
     return _apply(ctx, pid, example_ids, "relabel", actor, reason, label)
@@ -346,54 +348,37 @@ def _apply(ctx, pid, example_ids, action, actor, reason, label=None) -> dict:
     ids = sorted({int(i) for i in example_ids})
     if not ids:
         raise BadInput("no examples chosen", {"example_ids": ["at least one id"]})
-    retrain = False
     with ctx.store.session() as s:
-        project = project_row(s, pid, lock=True)
-        if label is not None and not (isinstance(label, int) and 0 <= label < len(project.classes)):
-            raise BadInput("invalid label", {"label": [
-                f"an integer class index in [0, {len(project.classes)})"]})
-        rows = s.scalars(select(Example).where(Example.project_id == pid,
-                                               Example.id.in_(ids))).all()
-        missing = sorted(set(ids) - {e.id for e in rows})
+        project = project_row(s, pid, lock=True)        # the lock order: project first
+        index = None
+        if label is not None:
+            index = label_index(project.classes, label)
+            if index is None:
+                raise BadInput("invalid label", {"label": [label_error(project.classes)]})
+        found = set(s.scalars(select(Example.id).where(Example.project_id == pid,
+                                                       Example.id.in_(ids))))
+        missing = sorted(set(ids) - found)
         if missing:
             raise BadInput(f"{len(missing)} example(s) are not in project {pid}",
                            {"example_ids": missing[:50]})
-        now, changed, training_changed = utcnow(), [], False
-        for e in rows:
-            new = e.label if label is None else label
-            if action == "relabel" and new == e.label:
-                continue
-            if action == "remove" and e.status == REMOVED:
-                continue
-            s.add(LabelEvent(example_id=e.id, old_label=e.label, new_label=new,
-                             why=f"overview_{action}", actor=actor, reason=reason, at=now))
-            training_changed |= e.status in TRAINING and action != "confirm"
-            e.label = new
-            e.updated_at = now
-            if action in ("relabel", "confirm"):
-                e.confirmed = True
-            if action == "remove":
-                e.status = REMOVED
-            changed.append(e.id)
-        if training_changed:
-            retrain = _count_changes(s, project, len(changed))
-    if retrain:
-        ctx.submit("retrain", pid)
-    return {"action": action, "changed": len(changed), "example_ids": changed}
+        outcome = change_labels(s, pid, [LabelChange(i, index, f"overview_{action}")
+                                         for i in ids],
+                                actor, reason=reason, skip_unchanged=True)
+        if outcome.training_changed:
+            count_towards_retrain(s, pid, len(outcome.recorded))
+    return {"action": action, "changed": len(outcome.recorded),
+            "example_ids": outcome.recorded}
 
 
-def _count_changes(s, project: Project, n: int) -> bool:
-    """Bump the generation and count ``n`` changes towards the next retrain, in SQL; True
-    when that asks for a retrain (never before the first model)."""
-    every = project.retrain["every_n_answers"]
-    row = s.execute(update(Project).where(Project.id == project.id).values(
-        generation=Project.generation + 1,
-        answers_since_retrain=Project.answers_since_retrain + n)
-        .returning(Project.answers_since_retrain, Project.trained_generation)).one()
-    if row.trained_generation < 0 or row.answers_since_retrain < every:
-        return False
-    taken = s.execute(update(Project).where(
-        Project.id == project.id, Project.answers_since_retrain >= every)
-        .values(answers_since_retrain=0, wanted_generation=Project.generation)
-        .execution_options(synchronize_session=False))
-    return taken.rowcount == 1
+def unfinished_overviews(s, now) -> list[int]:
+    """Projects whose overview is wanted and nobody computes it (never claimed for 30 s,
+    or its lease ran out): the reconciler's ``overview`` work."""
+    return s.scalars(select(Overview.project_id).where(
+        Overview.status == "computing",
+        or_(Overview.lease_until < now,
+            and_(Overview.lease_until.is_(None),
+                 Overview.requested_at < now - timedelta(seconds=30))))
+        .order_by(Overview.project_id)).all()
+
+
+jobs.OVERVIEW.bind(compute_overview, unfinished=unfinished_overviews)

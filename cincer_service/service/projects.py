@@ -7,9 +7,10 @@ each change is recorded as a ``ProjectEvent``.
 """
 from __future__ import annotations
 
-from sqlalchemy import String, and_, cast, delete, or_, select
+from sqlalchemy import and_, delete, or_, select
 
 from ..spec import ProjectSpec
+from . import jobs
 from .context import ServiceContext, latest_version_number, project_row
 from .errors import BadInput, Conflict
 from .store import (
@@ -131,7 +132,6 @@ def update_project(ctx: ServiceContext, pid: int, changes: dict, actor: str) -> 
     if not changes:
         raise BadInput("no settings to change", {"_schema": [
             "give at least one of " + ", ".join(MUTABLE_SETTINGS)]})
-    start_training = False
     with ctx.store.session() as s:
         project = project_row(s, pid, lock=True)
         recorded = {}
@@ -152,14 +152,11 @@ def update_project(ctx: ServiceContext, pid: int, changes: dict, actor: str) -> 
             s.flush()
             if bootstrap_progress(s, project)["ready"]:
                 project.wanted_generation = project.generation
-                start_training = True
+                jobs.follow(s, jobs.RETRAIN(pid))
         if recorded:
             s.add(ProjectEvent(project_id=pid, actor=actor, changes=recorded))
         s.flush()
-        view = project_view(project, latest_version_number(s, pid))
-    if start_training:
-        ctx.submit("retrain", pid)
-    return view
+        return project_view(project, latest_version_number(s, pid))
 
 
 def project_history(ctx: ServiceContext, pid: int) -> list[dict]:
@@ -184,8 +181,6 @@ def delete_project(ctx: ServiceContext, pid: int) -> dict:
     examples = select(Example.id).where(Example.project_id == pid)
     endpoints = select(WebhookEndpoint.id).where(WebhookEndpoint.project_id == pid)
     tokens = select(Token.id).where(Token.project_id == pid)
-    query_args = select(cast(Query.id, String)).where(Query.project_id == pid)
-    audit_args = select(cast(Audit.id, String)).where(Audit.project_id == pid)
     steps = (
         ("webhook_deliveries", delete(WebhookDelivery).where(
             WebhookDelivery.endpoint_id.in_(endpoints))),
@@ -193,10 +188,8 @@ def delete_project(ctx: ServiceContext, pid: int) -> dict:
         ("idempotency_keys", delete(IdempotencyKey).where(IdempotencyKey.token_id.in_(tokens))),
         ("job_backoff", delete(JobBackoff).where(or_(
             JobBackoff.project_id == pid,
-            and_(JobBackoff.name.in_(("retrain", "screen", "overview")),
-                 JobBackoff.arg == str(pid)),
-            and_(JobBackoff.name == "counterexample", JobBackoff.arg.in_(query_args)),
-            and_(JobBackoff.name == "audit", JobBackoff.arg.in_(audit_args))))),
+            *(and_(JobBackoff.name == job.name, JobBackoff.arg.in_(job.arg.keys_of_project(pid)))
+              for job in jobs.JOBS.values())))),
         ("project_events", delete(ProjectEvent).where(ProjectEvent.project_id == pid)),
         ("overviews", delete(Overview).where(Overview.project_id == pid)),
         ("audits", delete(Audit).where(Audit.project_id == pid)),

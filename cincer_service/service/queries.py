@@ -17,8 +17,9 @@ from . import webhooks
 from .access import Principal
 from .context import ServiceContext, project_row, query_row
 from .errors import BadInput, Conflict, Forbidden
+from .labels import LabelChange, change_labels, count_towards_retrain
 from .projects import label_error, label_index, label_name
-from .store import Example, LabelEvent, Project, Query, utcnow
+from .store import Example, Project, Query, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +125,7 @@ def answer_query(ctx: ServiceContext, pid: int, qid: int, example_label,
     answer (also concurrently) returns the stored result; an answer on a lost lease or a
     different answer to an answered query is a ``Conflict``."""
     with ctx.store.session() as s:
-        project = project_row(s, pid)
+        project = project_row(s, pid, lock=True)        # the lock order: project first
         q = query_row(s, pid, qid)
         example_label, counterexample_label = check_answer(
             project, q, example_label, counterexample_label, counterexample_not_sure)
@@ -138,24 +139,18 @@ def answer_query(ctx: ServiceContext, pid: int, qid: int, example_label,
                         answered_by=principal.name, answered_at=now)
                 .execution_options(synchronize_session=False))
             if claimed.rowcount == 1:
-                queued = webhooks.emit(s, pid, "query.answered", {
+                webhooks.emit(s, pid, "query.answered", {
                     "query_id": qid, "example_id": q.example_id,
                     "counterexample_id": q.counterexample_id, "example_label": example_label,
                     "counterexample_label": counterexample_label, "annotator": principal.name,
                     "answered_at": now})
-                queued |= relabel(s, q.example_id, example_label, "answer_example",
-                                  principal.name, qid, now)
+                changes = [LabelChange(q.example_id, example_label, "answer_example")]
                 if counterexample_label is not None:
-                    queued |= relabel(s, q.counterexample_id, counterexample_label,
-                                      "answer_counterexample", principal.name, qid, now)
-                retrain = count_answer(s, project)
-                result = query_view(s, s.get(Query, qid, populate_existing=True), project)
-                s.commit()
-                if queued:
-                    ctx.submit("deliver_webhooks", pid)
-                if retrain:
-                    ctx.submit("retrain", pid)
-                return result
+                    changes.append(LabelChange(q.counterexample_id, counterexample_label,
+                                               "answer_counterexample"))
+                change_labels(s, pid, changes, principal.name, query_id=qid, now=now)
+                count_towards_retrain(s, pid, 1)
+                return query_view(s, s.get(Query, qid, populate_existing=True), project)
             q = s.get(Query, qid, populate_existing=True)   # someone else changed it
         if q.status == "answered":
             if (q.answer_example_label == example_label
@@ -196,7 +191,7 @@ def correct_answer(ctx: ServiceContext, pid: int, qid: int, example_label,
     """Correct an answered query (its annotator, or an admin): the new labels go into the
     label history as ``correction`` with ``reason``; the query keeps the corrected answer."""
     with ctx.store.session() as s:
-        project = project_row(s, pid)
+        project = project_row(s, pid, lock=True)        # the lock order: project first
         q = query_row(s, pid, qid)
         if q.status != "answered":
             raise Conflict("only an answered query can be corrected",
@@ -205,21 +200,17 @@ def correct_answer(ctx: ServiceContext, pid: int, qid: int, example_label,
             raise Forbidden("only the annotator who answered (or an admin) may correct it")
         example_label, counterexample_label = check_answer(
             project, q, example_label, counterexample_label, counterexample_not_sure)
-        now, changed, queued = utcnow(), False, False
-        for eid, label in ((q.example_id, example_label),
-                           (q.counterexample_id, counterexample_label)):
-            if label is not None and s.get(Example, eid).label != label:
-                queued |= relabel(s, eid, label, "correction", principal.name, qid, now, reason)
-                changed = True
+        changes = [LabelChange(eid, label, "correction")
+                   for eid, label in ((q.example_id, example_label),
+                                      (q.counterexample_id, counterexample_label))
+                   if label is not None]
+        outcome = change_labels(s, pid, changes, principal.name, query_id=qid, reason=reason,
+                                skip_unchanged=True)
         q.answer_example_label, q.answer_counterexample_label = example_label, \
             counterexample_label
-        retrain = count_answer(s, project) if changed else False
-        result = query_view(s, q, project)
-    if queued:
-        ctx.submit("deliver_webhooks", pid)
-    if retrain:
-        ctx.submit("retrain", pid)
-    return result
+        if outcome.relabelled:
+            count_towards_retrain(s, pid, 1)
+        return query_view(s, q, project)
 
 
 def list_queries(ctx: ServiceContext, pid: int, status: str | None = None, offset: int = 0,
@@ -268,39 +259,3 @@ def check_answer(project: Project, q: Query, example_label, counterexample_label
     if errors:
         raise BadInput("invalid answer", errors)
     return example, counter
-
-
-def count_answer(s, project: Project) -> bool:
-    """Count one answer on the project's row, in SQL (concurrent answers never lose an
-    update); True when it asks for a retrain."""
-    every = project.retrain["every_n_answers"]
-    row = s.execute(update(Project).where(Project.id == project.id).values(
-        generation=Project.generation + 1,
-        answers_since_retrain=Project.answers_since_retrain + 1)
-        .returning(Project.generation, Project.answers_since_retrain)).one()
-    if row.answers_since_retrain < every:
-        return False
-    taken = s.execute(update(Project).where(
-        Project.id == project.id, Project.answers_since_retrain >= every)
-        .values(answers_since_retrain=0,
-                wanted_generation=Project.generation)
-        .execution_options(synchronize_session=False))
-    return taken.rowcount == 1
-
-
-def relabel(s, eid: int, label: int, why: str, actor: str, qid: int | None, now,
-            reason: str | None = None) -> bool:
-    """Set an example's label by a human, recording the change in its history; a change
-    emits ``label.changed`` (returns whether a webhook delivery was queued)."""
-    example = s.get(Example, eid)
-    s.add(LabelEvent(example_id=eid, old_label=example.label, new_label=label, why=why,
-                     actor=actor, query_id=qid, reason=reason, at=now))
-    queued = example.label != label and webhooks.emit(s, example.project_id, "label.changed", {
-        "example_id": eid, "external_id": example.external_id, "old_label": example.label,
-        "new_label": label, "why": why, "actor": actor, "query_id": qid, "reason": reason})
-    example.label = label
-    example.confirmed = True
-    example.updated_at = now
-    if example.status == "suspicious":
-        example.status = "reviewed"
-    return queued

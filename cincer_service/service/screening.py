@@ -14,7 +14,7 @@ import time
 import numpy as np
 from sqlalchemy import select, update
 
-from . import budget, priority, webhooks
+from . import budget, jobs, priority, webhooks
 from .context import ServiceContext, latest_version, project_row
 from .store import Example, ModelVersion, Project, Query, utcnow
 
@@ -28,7 +28,6 @@ def screen_pending(ctx: ServiceContext, pid: int) -> int:
     from ..cleaning import screen_batch  # TensorFlow: only where jobs run
     n_done = 0
     while True:
-        new_queries = []
         with ctx.store.session() as s:
             project = project_row(s, pid)
             version = latest_version(s, pid)
@@ -48,7 +47,7 @@ def screen_pending(ctx: ServiceContext, pid: int) -> int:
                 budget.margins(probs, labels))
             verdicts = screen_batch(probs, labels, threshold)
             history = priority.load_history(s, pid)
-            accepted, now, queued = 0, utcnow(), False
+            accepted, now = 0, utcnow()
             for e, p, v in zip(batch, probs, verdicts):
                 status = "suspicious" if v.suspicious else "accepted"
                 claimed = s.execute(update(Example).where(
@@ -69,8 +68,8 @@ def screen_pending(ctx: ServiceContext, pid: int) -> int:
                                                               history)
                 s.add(q)
                 s.flush()
-                new_queries.append(q.id)
-                queued |= webhooks.emit(s, pid, "example.suspicious", {
+                jobs.follow(s, jobs.COUNTEREXAMPLE(q.id))
+                webhooks.emit(s, pid, "example.suspicious", {
                     "example_id": e.id, "external_id": e.external_id, "label": e.label,
                     "prediction": q.prediction, "margin": q.margin, "query_id": q.id,
                     "model_version": q.model_version})
@@ -79,10 +78,6 @@ def screen_pending(ctx: ServiceContext, pid: int) -> int:
                           .values(generation=Project.generation + 1))
             s.execute(update(Project).where(Project.id == pid).values(recent_margins=window)
                       .execution_options(synchronize_session=False))
-        if queued:
-            ctx.submit("deliver_webhooks", pid)
-        for qid in new_queries:
-            ctx.submit("counterexample", qid)
 
 
 def compute_counterexample(ctx: ServiceContext, qid: int) -> int | None:
@@ -116,15 +111,35 @@ def compute_counterexample(ctx: ServiceContext, qid: int) -> int | None:
         elapsed_ms = (time.perf_counter() - started) * 1e3
         value, terms = priority.score(q.margin, example.label, ce_label,
                                       priority.load_history(s, project.id), ce_scores)
+        worker, device = ctx.worker_identity()
         opened = s.execute(update(Query).where(Query.id == qid, Query.status == "computing")
                            .values(counterexample_id=ce_id, counterexample_probabilities=ce_probs,
                                    note=note, status="open", priority=value,
-                                   priority_terms=terms, ranking=top)
+                                   priority_terms=terms, ranking=top, computed_by=worker,
+                                   computed_on=device)
                            .execution_options(synchronize_session=False))
-        queued = opened.rowcount == 1 and webhooks.emit(s, project.id, "query.opened", {
-            "query_id": qid, "example_id": example.id, "counterexample_id": ce_id,
-            "origin": q.origin, "strategy": q.strategy, "margin": q.margin, "note": note})
-    log.info("query %s: counter-example %s in %.1f ms", qid, ce_id, elapsed_ms)
-    if queued:
-        ctx.submit("deliver_webhooks", project.id)
+        if opened.rowcount == 1:
+            webhooks.emit(s, project.id, "query.opened", {
+                "query_id": qid, "example_id": example.id, "counterexample_id": ce_id,
+                "origin": q.origin, "strategy": q.strategy, "margin": q.margin, "note": note})
+    log.info("query %s: counter-example %s in %.1f ms on %s (%s)", qid, ce_id, elapsed_ms,
+             worker, device)
     return ce_id
+
+
+def pending_screens(s, now) -> list[int]:
+    """Projects with pending examples and a model (the reconciler's ``screen`` work)."""
+    with_model = set(s.scalars(select(ModelVersion.project_id).distinct()))
+    return [pid for pid in s.scalars(select(Example.project_id).where(
+        Example.status == "pending").distinct()) if pid in with_model]
+
+
+def computing_queries(s, now) -> list[int]:
+    """Queries waiting for their counter-example (the reconciler's ``counterexample``
+    work)."""
+    return s.scalars(select(Query.id).where(Query.status == "computing")
+                     .order_by(Query.id)).all()
+
+
+jobs.SCREEN.bind(screen_pending, unfinished=pending_screens)
+jobs.COUNTEREXAMPLE.bind(compute_counterexample, unfinished=computing_queries)

@@ -166,6 +166,11 @@ class Query(Base):
     # The strategy's best candidates: [{"id": example id, "score": influence score}, ...]
     ranking: Mapped[list | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Which worker, on which device (GPU/CPU), computed the counter-example (0005_jobs).
+    computed_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    computed_on: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    # Set when a person changed the label of one of its sides after it was made.
+    labels_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class ModelVersion(Base):
@@ -227,6 +232,22 @@ class JobBackoff(Base):
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     retry_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Worker(Base):
+    """A process that runs background jobs: its queues, its device and its last
+    heartbeat (``service.workers``)."""
+
+    __tablename__ = "workers"
+    __table_args__ = (Index("ux_workers_name", "name", unique=True),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    queues: Mapped[list] = mapped_column(JSON)
+    device: Mapped[str] = mapped_column(String(20))                 # GPU | CPU
+    device_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class IdempotencyKey(Base):
@@ -294,6 +315,11 @@ class Store:
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        event.listen(self.sessions, "after_commit", _keep_followups)
+        event.listen(self.sessions, "after_soft_rollback", _drop_followups)
+        # Called with each follow-up submission once its transaction committed (the
+        # context sets it to its ``submit``); ``None`` drops them (the reconciler redoes).
+        self.on_commit = None
 
     @property
     def is_sqlite(self) -> bool:
@@ -301,7 +327,9 @@ class Store:
 
     @contextmanager
     def session(self):
-        """A transaction: committed on success, rolled back on error."""
+        """A transaction: committed on success, rolled back on error. Follow-up jobs the
+        use case recorded (``jobs.follow``) are submitted after it closes, those of
+        committed transactions only."""
         session = self.sessions()
         try:
             yield session
@@ -311,6 +339,10 @@ class Store:
             raise
         finally:
             session.close()
+            committed = session.info.pop(COMMITTED_FOLLOWUPS, [])
+            if self.on_commit is not None:
+                for submission in committed:
+                    self.on_commit(submission)
 
     def upgrade(self) -> None:
         """Run the Alembic migrations up to head."""
@@ -351,6 +383,21 @@ class Store:
 
 
 MIGRATION_LOCK_KEY = 0x43494E43   # "CINC"
+
+# Session.info keys: follow-ups recorded in the open transaction (``jobs.FOLLOWUPS``) and
+# those whose transaction committed, waiting for the session to close.
+PENDING_FOLLOWUPS = "cincer_followups"
+COMMITTED_FOLLOWUPS = "cincer_followups_committed"
+
+
+def _keep_followups(session) -> None:
+    pending = session.info.pop(PENDING_FOLLOWUPS, None)
+    if pending:
+        session.info.setdefault(COMMITTED_FOLLOWUPS, []).extend(pending.values())
+
+
+def _drop_followups(session, _previous_transaction) -> None:
+    session.info.pop(PENDING_FOLLOWUPS, None)
 
 
 def _sqlite_pragmas(dbapi_connection, _record):

@@ -14,7 +14,7 @@ import logging
 import time
 
 import numpy as np
-from sqlalchemy import case, func, select, update
+from sqlalchemy import case, func, or_, select, update
 
 from ..spec import (
     BOOTSTRAP_AUDIT_DETECTORS,
@@ -23,7 +23,7 @@ from ..spec import (
     DEFAULT_WARM_EPOCHS,
     bootstrap_audit_size,
 )
-from . import evaluation, webhooks
+from . import evaluation, jobs, webhooks
 from .context import TRAINING, ServiceContext, latest_version, project_row
 from .errors import Conflict
 from .leases import RowLease
@@ -64,7 +64,7 @@ def request_retrain(ctx: ServiceContext, pid: int) -> dict:
         wanted = s.execute(update(Project).where(Project.id == pid).values(
             generation=bumped, wanted_generation=bumped, answers_since_retrain=0)
             .returning(Project.wanted_generation)).scalar_one()
-    ctx.submit("retrain", pid)
+        jobs.follow(s, jobs.RETRAIN(pid))
     return {"status": "queued", "wanted_generation": wanted}
 
 
@@ -151,7 +151,7 @@ def retrain(ctx: ServiceContext, pid: int, progress=None) -> int | None:
                                               "seconds": round(seconds, 3),
                                               "heldout": heldout_metrics}))
             evaluation.mark_holdout(s, heldout)
-            queued = webhooks.emit(s, pid, "model.created", {
+            webhooks.emit(s, pid, "model.created", {
                 "version": number, "generation": generation, "mode": fit_mode,
                 "train_size": len(ids), "train_accuracy": train_accuracy})
             audit = None
@@ -161,7 +161,10 @@ def retrain(ctx: ServiceContext, pid: int, progress=None) -> int | None:
                               auto_enqueue=True)
                 s.add(audit)
                 s.flush()
-            again = project_row(s, pid, lock=True).wanted_generation > generation
+                jobs.follow(s, jobs.AUDIT(audit.id))
+            if project_row(s, pid, lock=True).wanted_generation > generation:
+                jobs.follow(s, jobs.RETRAIN(pid))
+            jobs.follow(s, jobs.SCREEN(pid))
     except BaseException:
         lease.release()           # let the next attempt start at once
         raise
@@ -169,11 +172,17 @@ def retrain(ctx: ServiceContext, pid: int, progress=None) -> int | None:
         lease.stop()
     log.info("project %s: model version %s on %d examples (%.2f s)", pid, number, len(ids),
              seconds)
-    if queued:
-        ctx.submit("deliver_webhooks", pid)
-    if again:
-        ctx.submit("retrain", pid)
-    ctx.submit("screen", pid)
-    if audit is not None:
-        ctx.submit("audit", audit.id)
     return number
+
+
+def wanted_retrains(s, now) -> list[int]:
+    """Projects that want a retrain nobody is doing, with a model or a complete bootstrap
+    set (the reconciler's ``retrain`` work)."""
+    with_model = set(s.scalars(select(ModelVersion.project_id).distinct()))
+    wanted = s.scalars(select(Project).where(
+        Project.wanted_generation > Project.trained_generation,
+        or_(Project.retrain_lease_until.is_(None), Project.retrain_lease_until < now))).all()
+    return [p.id for p in wanted if p.id in with_model or bootstrap_progress(s, p)["ready"]]
+
+
+jobs.RETRAIN.bind(retrain, unfinished=wanted_retrains)

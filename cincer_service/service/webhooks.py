@@ -6,14 +6,14 @@ the outbox of deliveries and the ``deliver_webhooks`` job.
 * ``emit(s, pid, event, data)`` is called by a use case *inside* the transaction that
   causes the event: it inserts one pending ``WebhookDelivery`` per active endpoint
   subscribed to ``event``, so the event is committed (or rolled back) with the change and a
-  slow or failing receiver never blocks or loses it. It returns whether it queued anything;
-  the use case then calls ``ctx.submit("deliver_webhooks", pid)`` after its commit.
+  slow or failing receiver never blocks or loses it. It records its own delivery as a
+  follow-up (``jobs.DELIVER_WEBHOOKS``), sent once the transaction commits.
 * ``deliver_webhooks`` (a job) claims each due delivery with a compare-and-set UPDATE (the
   attempt counter is the fence, the next attempt time a short lease), POSTs the JSON body
   with the ``webhook-id``, ``webhook-timestamp`` and ``webhook-signature`` headers, and on
   anything but 2xx retries with exponential backoff (``BACKOFF_SECONDS``) until
-  ``MAX_ATTEMPTS``, when the delivery is ``failed``. ``jobs.reconcile`` re-submits the job
-  for projects with due deliveries.
+  ``MAX_ATTEMPTS``, when the delivery is ``failed``. the reconciler re-submits the job
+  for projects with due deliveries (``due_projects``).
 * ``sign`` and ``verify`` are the scheme itself; ``verify`` is what a receiver does.
 
 Every payload is ``{"type": event, "timestamp": iso, "data": {"project_id", ...}}``; the
@@ -38,6 +38,7 @@ import numpy as np
 import requests
 from sqlalchemy import func, select, update
 
+from . import jobs
 from .context import ServiceContext, project_child, project_row
 from .errors import BadInput
 from .store import WebhookDelivery, WebhookEndpoint, utcnow
@@ -186,7 +187,7 @@ def emit(s, pid: int, event: str, data: dict) -> bool:
     The payload is ``{"type": event, "timestamp": iso, "data": {"project_id": pid,
     **data}}``; every endpoint gets the same message id. The project's endpoints are read
     once per session (one indexed query; nothing else when there are none). Returns whether
-    anything was queued: then the use case submits ``deliver_webhooks`` after committing."""
+    anything was queued; then ``deliver_webhooks`` follows the commit."""
     if event not in EVENTS:
         raise ValueError(f"unknown webhook event {event!r}")
     cache = s.info.setdefault("webhook_endpoints", {})
@@ -203,6 +204,7 @@ def emit(s, pid: int, event: str, data: dict) -> bool:
     s.add_all([WebhookDelivery(endpoint_id=wid, message_id=message_id, event=event,
                                payload=payload, status="pending", attempts=0,
                                next_attempt_at=now, created_at=now) for wid in targets])
+    jobs.follow(s, jobs.DELIVER_WEBHOOKS(pid))
     return True
 
 
@@ -226,7 +228,7 @@ def backoff_seconds(attempts: int) -> float:
 
 
 def due_projects(s, now: datetime | None = None) -> list[int]:
-    """Projects with pending deliveries due at ``now`` (for ``jobs.reconcile``)."""
+    """Projects with pending deliveries due at ``now`` (what the reconciler re-submits)."""
     return s.scalars(select(WebhookEndpoint.project_id).join(
         WebhookDelivery, WebhookDelivery.endpoint_id == WebhookEndpoint.id).where(
         WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= (now or utcnow()),
@@ -367,3 +369,6 @@ def verify(secret: str, headers, body: str | bytes, tolerance: float = TOLERANCE
         if version == "v1" and hmac.compare_digest(signature.encode(), expected.encode()):
             return json.loads(body)
     raise InvalidSignature("no matching signature")
+
+
+jobs.DELIVER_WEBHOOKS.bind(deliver_webhooks, unfinished=due_projects)

@@ -3,7 +3,12 @@ import numpy as np
 import pytest
 
 from api import create_app
-from cincer_service.service import InlineDispatcher, Settings, access, build_context
+from cincer_service.service import (
+    Settings,
+    access,
+    build_context,
+    runner,
+)
 
 ADMIN = "admin-secret-for-tests"
 STREAMED = 60 + 140          # bootstrap plus stream in the `streamed` fixture
@@ -12,7 +17,7 @@ STREAMED = 60 + 140          # bootstrap plus stream in the `streamed` fixture
 @pytest.fixture
 def service(tmp_path):
     ctx = build_context(Settings(data_dir=str(tmp_path), admin_token=ADMIN, max_batch=200))
-    ctx.set_dispatcher(InlineDispatcher(ctx))
+    ctx.set_dispatcher(runner.inline_dispatcher(ctx))
     access.ensure_admin_token(ctx, ADMIN)
     return ctx
 

@@ -84,10 +84,15 @@ class LiveServer:
 @pytest.fixture(scope="session")
 def service(tmp_path_factory):
     """A context on temporary SQLite with the embedded background thread, plus the admin."""
-    from cincer_service.service import Settings, ThreadDispatcher, access, build_context
+    from cincer_service.service import (
+        Settings,
+        access,
+        build_context,
+        runner,
+    )
     ctx = build_context(Settings(data_dir=str(tmp_path_factory.mktemp("browser")),
                                  admin_token=ADMIN, reconcile_seconds=1))
-    dispatcher = ThreadDispatcher(ctx).start()
+    dispatcher = runner.thread_dispatcher(ctx).start()
     ctx.set_dispatcher(dispatcher)
     access.ensure_admin_token(ctx, ADMIN)
     yield ctx

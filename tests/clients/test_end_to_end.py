@@ -13,7 +13,12 @@ from werkzeug.serving import make_server
 
 from api import create_app
 from cincer_service.datasets import inject_noise, load_dataset
-from cincer_service.service import InlineDispatcher, Settings, access, build_context
+from cincer_service.service import (
+    Settings,
+    access,
+    build_context,
+    runner,
+)
 from clients import client as client_module
 from clients.cli import build_parser, main
 from clients.client import CincerClient
@@ -26,7 +31,7 @@ BOOTSTRAP = 60
 def server(tmp_path, monkeypatch):
     """The URL of a real API server; CINCER_URL points at it, no token in the environment."""
     ctx = build_context(Settings(data_dir=str(tmp_path / "data"), admin_token=ADMIN))
-    ctx.set_dispatcher(InlineDispatcher(ctx))
+    ctx.set_dispatcher(runner.inline_dispatcher(ctx))
     access.ensure_admin_token(ctx, ADMIN)
     app = create_app(service=ctx, config={"TESTING": True})
     http = make_server("127.0.0.1", 0, app, threaded=True)

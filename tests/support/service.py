@@ -1,6 +1,13 @@
 """Helpers that drive the service modules directly (no HTTP): a context on a temporary
 SQLite file, a small breast project, ingest items and annotators answering from the truth."""
-from cincer_service.service import InlineDispatcher, Settings, access, build_context, projects, queries
+from cincer_service.service import (
+    Settings,
+    access,
+    build_context,
+    projects,
+    queries,
+    runner,
+)
 from cincer_service.spec import ProjectSpec
 
 BOOTSTRAP = 60
@@ -10,7 +17,7 @@ def make_context(tmp_path, dispatcher="inline", **settings):
     """A context on ``tmp_path``; jobs run inline unless ``dispatcher`` is None."""
     ctx = build_context(Settings(data_dir=str(tmp_path), **settings))
     if dispatcher == "inline":
-        ctx.set_dispatcher(InlineDispatcher(ctx))
+        ctx.set_dispatcher(runner.inline_dispatcher(ctx))
     return ctx
 
 

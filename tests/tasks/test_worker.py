@@ -27,6 +27,7 @@ from cincer_service.service import (
     projects,
     queries,
     reports,
+    runner,
     training,
 )
 from cincer_service.service.jobs import TASK_NAMES
@@ -271,7 +272,7 @@ def test_audit_task_reports_progress_to_the_result_backend(tmp_path, redis_url, 
         "model": {"kind": "lr", "max_epochs": 50}, "bootstrap_size": 40}))["id"]
     examples.ingest(service, pid, [{"x": data.X_train[i].tolist(), "label": int(noisy[i])}
                          for i in range(40)])
-    assert jobs.run_job(service, "retrain", pid) == 1    # no worker here: run it in-process
+    assert runner.run_job(service, jobs.RETRAIN(pid)) == 1    # no worker here: run it in-process
     audit = audits.create_audit(service, pid, ["self_influence", "margin", "near_duplicates"], 5)
     client = redis.Redis.from_url(redis_url)
     pubsub = client.pubsub()

@@ -8,12 +8,12 @@ from cincer_service.service import (
     BadInput,
     Conflict,
     Forbidden,
-    InlineDispatcher,
     NotFound,
     NullDispatcher,
     examples,
     queries,
     reports,
+    runner,
 )
 from cincer_service.service.store import Project
 from tests.support.service import (
@@ -134,7 +134,7 @@ def test_concurrent_answers_count_every_one(tmp_path, stream):
     data = stream[0]
     ctx = make_context(tmp_path, dispatcher=None)
     pid = new_project(ctx, retrain={"mode": "scratch", "every_n_answers": 1000})
-    ctx.set_dispatcher(InlineDispatcher(ctx))
+    ctx.set_dispatcher(runner.inline_dispatcher(ctx))
     examples.ingest(ctx, pid, items(stream, 0, BOOTSTRAP + N_STREAM))
     ctx.set_dispatcher(NullDispatcher())
     with ctx.store.session() as s:

@@ -5,13 +5,12 @@ import pytest
 
 from cincer_service.service import (
     Conflict,
-    InlineDispatcher,
     NotFound,
     NullDispatcher,
     examples,
-    jobs,
     queries,
     reports,
+    runner,
     training,
 )
 from tests.support.service import (
@@ -29,7 +28,7 @@ def test_retrains_coalesce(tmp_path, stream):
     data = stream[0]
     ctx = make_context(tmp_path, dispatcher=None)
     pid = new_project(ctx, retrain={"mode": "scratch", "every_n_answers": 1})
-    ctx.set_dispatcher(InlineDispatcher(ctx))
+    ctx.set_dispatcher(runner.inline_dispatcher(ctx))
     examples.ingest(ctx, pid, items(stream, 0, BOOTSTRAP + 140))
     ctx.set_dispatcher(NullDispatcher())
     principal = annotator(ctx, pid)
@@ -63,9 +62,9 @@ def test_first_model_waits_for_a_complete_two_class_bootstrap(tmp_path, stream):
     pid = new_project(ctx, bootstrap_size=BOOTSTRAP)
     assert reports.stats(ctx, pid)["state"] == "collecting_bootstrap"
     assert training.retrain(ctx, pid) is None                 # empty: nothing, no error
-    assert jobs.reconcile(ctx) == {}
+    assert runner.reconcile(ctx) == {}
     examples.ingest(ctx, pid, items(stream, 0, 10))
-    assert training.retrain(ctx, pid) is None and jobs.reconcile(ctx) == {}
+    assert training.retrain(ctx, pid) is None and runner.reconcile(ctx) == {}
     stats = reports.stats(ctx, pid)
     assert stats["model_version"] is None and not stats["retrain_wanted"]
     assert stats["bootstrap"] == {"have": 10, "need": BOOTSTRAP, "classes": 2,
@@ -101,9 +100,9 @@ def test_a_killed_retrain_is_taken_over_once_its_lease_runs_out(tmp_path, stream
     assert dead.claim()
     dead.stop()                                   # the worker died holding the lease
     assert training.retrain(ctx, pid) is None     # the redelivered task sees a live lease
-    assert jobs.reconcile(ctx) == {}
+    assert runner.reconcile(ctx) == {}
     time.sleep(0.6)
-    assert jobs.reconcile(ctx) == {"retrain": 1}
+    assert runner.reconcile(ctx) == {"retrain": 1}
     assert training.retrain(ctx, pid) == 1
 
 

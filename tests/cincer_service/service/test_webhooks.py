@@ -22,8 +22,8 @@ from cincer_service.service import (
     NullDispatcher,
     audits,
     examples,
-    jobs,
     queries,
+    runner,
     webhooks,
 )
 from cincer_service.service.store import WebhookDelivery, utcnow
@@ -274,10 +274,10 @@ def test_every_event_is_emitted_in_its_transaction(tmp_path, stream, monkeypatch
         # A use case that fails after emitting leaves no delivery behind (rolled back).
         q2 = queries.lease_next_query(ctx, pid, ann)
 
-        def broken(s, project):
+        def broken(s, pid_, n):
             raise RuntimeError("boom")
 
-        monkeypatch.setattr(queries, "count_answer", broken)
+        monkeypatch.setattr(queries, "count_towards_retrain", broken)
         with pytest.raises(RuntimeError):
             queries.answer_query(ctx, pid, q2["id"], 0, 0 if q2["counterexample"] else None,
                                  ann)
@@ -292,8 +292,9 @@ def test_every_event_is_emitted_in_its_transaction(tmp_path, stream, monkeypatch
         assert new[0].payload["data"] == {
             "project_id": pid, "example_id": q["example"]["id"],
             "external_id": q["example"]["external_id"], "old_label": truth[0],
-            "new_label": 1 - truth[0], "why": "correction", "actor": ann.name,
-            "query_id": q["id"], "reason": "misread"}
+            "old_label_name": ["malignant", "benign"][truth[0]], "new_label": 1 - truth[0],
+            "new_label_name": ["malignant", "benign"][1 - truth[0]], "why": "correction",
+            "cause": "correction", "actor": ann.name, "query_id": q["id"], "reason": "misread"}
 
         # An ingest update: label.changed with why=ingest_update.
         before = len(deliveries(ctx))
@@ -326,7 +327,7 @@ def test_every_event_is_emitted_in_its_transaction(tmp_path, stream, monkeypatch
                 except webhooks.InvalidSignature:
                     pass
             assert len(verified) == 1 and verified[0]["type"] in webhooks.EVENTS
-    assert jobs.reconcile(ctx).get("deliver_webhooks") is None
+    assert runner.reconcile(ctx).get("deliver_webhooks") is None
 
 
 # -- delivery ------------------------------------------------------------------------------
@@ -365,7 +366,7 @@ def test_a_failed_delivery_is_retried_with_backoff(ctx, stream):
         assert d.last_error.startswith("HTTP 500")
         wait = (d.next_attempt_at - utcnow()).total_seconds()
         assert 0 < wait <= webhooks.BACKOFF_SECONDS[0]
-        assert jobs.reconcile(ctx) == {}                            # not due yet
+        assert runner.reconcile(ctx) == {}                            # not due yet
         assert webhooks.deliver_webhooks(ctx, pid) == {"delivered": 0, "retrying": 0,
                                                          "failed": 0}
         later = utcnow() + timedelta(seconds=webhooks.BACKOFF_SECONDS[0] + 1)
@@ -387,10 +388,10 @@ def test_backoff_grows_is_capped_and_gives_up(ctx, stream, monkeypatch):
     with Receiver(statuses=(503,)) as receiver:
         pid, _ = small_project(ctx, receiver.url, stream=stream)
         examples.ingest(ctx, pid, flip(stream, 0, 1))              # attempt 1, inline
-        assert jobs.reconcile(ctx) == {"deliver_webhooks": 1}       # attempt 2, inline
+        assert runner.reconcile(ctx) == {"deliver_webhooks": 1}       # attempt 2, inline
         assert webhooks.deliver_webhooks(ctx, pid) == {"delivered": 0, "retrying": 0,
                                                          "failed": 1}
-        assert jobs.reconcile(ctx) == {}
+        assert runner.reconcile(ctx) == {}
     [d] = deliveries(ctx)
     assert (d.status, d.attempts, d.response_status) == ("failed", 3, 503)
     assert len(receiver.requests) == 3
@@ -413,8 +414,8 @@ def test_a_receiver_that_is_down_or_slow_never_blocks_the_request(tmp_path, stre
     submitted = []
 
     class Recording(NullDispatcher):
-        def submit(self, name, arg=None):
-            submitted.append((name, arg))
+        def submit(self, submission):
+            submitted.append((submission.job.name, *submission.values))
 
     ctx.set_dispatcher(Recording())
     with Receiver(delay=1.0) as receiver:
@@ -466,4 +467,4 @@ def test_a_deactivated_endpoint_gets_nothing(ctx, stream):
     assert d.status == "failed" and d.last_error == "endpoint deactivated"
     examples.ingest(ctx, pid, flip(stream, 1, 2))
     assert len(deliveries(ctx)) == 1
-    assert jobs.reconcile(ctx) == {}
+    assert runner.reconcile(ctx) == {}

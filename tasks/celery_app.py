@@ -1,0 +1,182 @@
+"""The Celery adapter: the app factory, the dispatcher, the "already queued" marker and
+the worker's registration, all derived from the service's job table
+(``cincer_service.service.jobs.JOBS``).
+
+``celery_init_app(app)`` is the pallets ``examples/celery`` pattern: tasks run inside the
+Flask app context. The API reaches it through the ``cincer_service.background`` entry
+point (``api`` never imports ``tasks``); ``tasks/worker.py`` calls it directly. Each job's
+task goes to its job's queue (``compute`` or ``background``), so a GPU host runs
+``cincer-service worker --queues compute`` and CPU hosts ``--queues background``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+
+import redis
+from celery import Celery, Task
+from celery.signals import worker_process_init, worker_ready, worker_shutdown
+
+from cincer_service.service import workers
+from cincer_service.service.dispatch import Dispatcher
+from cincer_service.service.jobs import JOBS, QUEUES, RECONCILE, Submission, task_routes
+
+log = logging.getLogger(__name__)
+
+# How long a "this job is already queued" marker lives in Redis. Past it a job may be sent
+# twice, which is harmless (jobs are idempotent); it only bounds the cost of a lost message.
+QUEUED_MARKER_SECONDS = 120
+# Broker calls made while answering a request wait at most this long (then the reconciler
+# sends the job: the work is in the database).
+BROKER_TIMEOUT_SECONDS = 2.0
+
+
+def make_celery(settings, name: str = "cincer", task_cls=None) -> Celery:
+    """A Celery app configured from the service ``settings`` (``redis_url`` required)."""
+    if not settings.redis_url:
+        raise ValueError("Celery needs a broker: set CINCER_REDIS_URL "
+                         "(e.g. redis://127.0.0.1:6379/0)")
+    celery_app = Celery(name, task_cls=task_cls or "celery.app.task:Task")
+    celery_app.conf.update(
+        broker_url=settings.redis_url,
+        result_backend=settings.redis_url,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        task_acks_late=True,                 # a job killed mid-way is redelivered ...
+        task_reject_on_worker_lost=True,     # ... also when its worker process dies
+        worker_prefetch_multiplier=1,        # long jobs: never hoard messages
+        task_ignore_result=True,             # outcomes live in the database
+        result_expires=3600,
+        task_publish_retry_policy={"max_retries": 2, "interval_start": 0,
+                                   "interval_step": 0.2, "interval_max": 0.5},
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        task_routes=task_routes(),
+        task_default_queue=RECONCILE.queue,
+        beat_schedule={"reconcile": {"task": RECONCILE.task_name,
+                                     "schedule": float(settings.reconcile_seconds),
+                                     "options": {"expires": float(settings.reconcile_seconds)}}},
+        include=["tasks.jobs"],
+    )
+    return celery_app
+
+
+def celery_init_app(app) -> Celery:
+    """Create the Celery app for the Flask ``app`` and plug it into the service context.
+
+    ``app.extensions["cincer"]`` must hold the ``ServiceContext``; its settings give the
+    broker. The Celery app is kept in ``app.extensions["celery"]`` and a ``CeleryDispatcher``
+    becomes the context's dispatcher.
+    """
+    ctx = app.extensions["cincer"]
+
+    class FlaskTask(Task):
+        def __call__(self, *args, **kwargs):
+            with app.app_context():
+                return self.run(*args, **kwargs)
+
+    celery_app = make_celery(ctx.settings, name=app.name, task_cls=FlaskTask)
+    celery_app.set_default()
+    app.extensions["celery"] = celery_app
+    ctx.set_dispatcher(CeleryDispatcher(celery_app))
+
+    @worker_process_init.connect(weak=False)
+    def _fresh_connections(**_):
+        # A forked pool process must not share the parent's pooled database connections.
+        ctx.store.engine.dispose(close=False)
+
+    heartbeat = {}
+
+    @worker_ready.connect(weak=False)
+    def _register(sender=None, **_):
+        name = getattr(sender, "hostname", None) or f"celery-{os.getpid()}"
+        queues = sorted(sender.app.amqp.queues.consume_from) if sender is not None \
+            else list(QUEUES)
+        # The device is read in a child process: TensorFlow must not initialise in the
+        # worker's main process, whose pool children are forked from it.
+        threading.Thread(target=_register_worker, args=(ctx, name, queues, heartbeat),
+                         name="cincer-register", daemon=True).start()
+
+    @worker_shutdown.connect(weak=False)
+    def _stop_heartbeat(**_):
+        if "stop" in heartbeat:
+            heartbeat["stop"].set()
+
+    return celery_app
+
+
+def _register_worker(ctx, name: str, queues: list, heartbeat: dict) -> None:
+    device = detect_device()
+    view = workers.register_worker(ctx, name, queues, device)
+    heartbeat["stop"] = workers.start_heartbeat(ctx, name)
+    print(f"cincer worker {name}: queues {', '.join(view['queues'])}; {device['summary']}",
+          flush=True)
+
+
+def detect_device() -> dict:
+    """``cincer_service.device.describe_device()`` run in a child process."""
+    code = ("import json; from cincer_service.device import quiet_tensorflow, describe_device;"
+            " quiet_tensorflow(); print(json.dumps(describe_device()))")
+    try:
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             timeout=120, check=True).stdout
+        return json.loads(out.strip().splitlines()[-1])
+    except (subprocess.SubprocessError, ValueError, IndexError, OSError) as exc:
+        log.warning("could not read the device: %s", exc)
+        return {"device": "CPU", "name": None, "summary": "device: unknown (assumed CPU)"}
+
+
+class CeleryDispatcher(Dispatcher):
+    """Sends each job to its queue on the Celery workers; never waits for it to run.
+
+    A job already waiting in the queue is not sent again (a short-lived marker in Redis,
+    cleared when the task starts), so the reconciler's repeated submissions and bursts of
+    ingests do not pile up duplicate messages behind a long retrain.
+    """
+
+    def __init__(self, celery_app: Celery):
+        self.celery_app = celery_app
+
+    def submit(self, submission: Submission) -> None:
+        job = submission.job
+        if JOBS.get(job.name) is not job:
+            raise ValueError(f"unknown job {job!r}")
+        if job is not RECONCILE and not self._mark_queued(submission):
+            log.debug("%s already queued", submission)
+            return
+        self.celery_app.send_task(job.task_name, args=list(submission.values),
+                                  queue=job.queue, ignore_result=True)
+
+    def _mark_queued(self, submission: Submission) -> bool:
+        """True when no identical job is waiting (and marks this one as waiting)."""
+        try:
+            return bool(redis_client(self.celery_app.conf.broker_url).set(
+                submission.marker(), 1, nx=True, ex=QUEUED_MARKER_SECONDS))
+        except redis.RedisError:
+            return True          # cannot tell: sending twice is harmless
+
+
+def clear_queued(celery_app, submission: Submission) -> None:
+    """Called by a task as it starts: a later submission of the same job is queued again."""
+    try:
+        redis_client(celery_app.conf.broker_url).delete(submission.marker())
+    except redis.RedisError:
+        pass
+
+
+_redis_clients: dict = {}
+
+
+def redis_client(url: str):
+    """One Redis client (with its own small connection pool) per broker URL and process."""
+    client = _redis_clients.get(url)
+    if client is None:
+        client = _redis_clients[url] = redis.Redis.from_url(
+            url, socket_timeout=BROKER_TIMEOUT_SECONDS,
+            socket_connect_timeout=BROKER_TIMEOUT_SECONDS)
+    return client
