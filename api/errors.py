@@ -3,8 +3,14 @@
 Service errors map to their HTTP status by class; Werkzeug and webargs errors (unknown route,
 wrong method, malformed JSON, failed validation, oversized body) and unexpected exceptions
 (500, no traceback in the body) are rewritten into the same shape.
+
+Every 422 has one style, whoever found the problem (marshmallow/webargs at the edge, or the
+service's ``BadInput``): code ``validation_error``, a message that names the invalid fields,
+and ``details`` mapping each field's dotted path (``items.3.label``) to a list of messages.
 """
 from __future__ import annotations
+
+import re
 
 import marshmallow as ma
 from flask import current_app, jsonify
@@ -47,6 +53,57 @@ class Unavailable(ServiceError):
     code = "unavailable"
 
 
+class InvalidBody(ServiceError):
+    """The body cannot be read as JSON at all (syntax, encoding, NaN, nesting): a 400."""
+
+    code = "invalid_json"
+
+
+SERVICE_STATUS[InvalidBody] = 400
+
+VALIDATION_CODE = "validation_error"
+# A service message that only repeats "N invalid field(s)" adds nothing to the field list.
+_GENERIC_SUMMARY = re.compile(r"^(\d+ )?invalid\b", re.IGNORECASE)
+_SHOWN_FIELDS = 5
+
+
+def _messages(value, fallback: str) -> list[str]:
+    """A details value as a list of strings (the service sometimes gives ids or names)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return value
+    if isinstance(value, (list, tuple)) and not value:
+        return [fallback]
+    return [f"{fallback}: {value}"]
+
+
+def validation_details(details, fallback: str = "invalid") -> dict[str, list[str]]:
+    """``details`` as field path -> list of messages (``_schema`` for the body as a whole)."""
+    if not isinstance(details, dict) or not details:
+        return {"_schema": _messages(details, fallback) if details else [fallback]}
+    return {str(key): _messages(value, fallback) for key, value in details.items()}
+
+
+def validation_message(details: dict[str, list[str]], summary: str | None = None) -> str:
+    """A message naming the invalid fields (all of them up to five, then a count)."""
+    extra = f" ({summary})" if summary and not _GENERIC_SUMMARY.match(summary) else ""
+    fields = list(details)
+    if fields == ["_schema"]:
+        return f"invalid request: {details['_schema'][0]}{extra}"
+    if len(fields) == 1:
+        return f"invalid field {fields[0]}: {details[fields[0]][0]}{extra}"
+    shown = ", ".join("(body)" if f == "_schema" else f for f in fields[:_SHOWN_FIELDS])
+    more = f" and {len(fields) - _SHOWN_FIELDS} more" if len(fields) > _SHOWN_FIELDS else ""
+    return f"{len(fields)} invalid fields: {shown}{more}; see details{extra}"
+
+
+def validation_response(details, summary: str | None = None):
+    """The one 422: code ``validation_error``, fields named in the message and details."""
+    flat = validation_details(details, summary or "invalid")
+    return error_response(422, VALIDATION_CODE, validation_message(flat, summary), flat)
+
+
 def error_response(status: int, code: str, message: str, details: dict | None = None,
                    headers: dict | None = None):
     response = jsonify({"error": {"code": code, "message": message, "details": details or {}}})
@@ -57,6 +114,8 @@ def error_response(status: int, code: str, message: str, details: dict | None = 
 
 
 def handle_service_error(error: ServiceError):
+    if isinstance(error, BadInput):
+        return validation_response(error.details, error.message)
     status = next((s for cls, s in SERVICE_STATUS.items() if isinstance(error, cls)),
                   503 if isinstance(error, Unavailable) else 400)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
@@ -91,10 +150,13 @@ def handle_http_exception(error: HTTPException):
     details: dict = {}
     data = getattr(error, "data", None) or {}      # set by webargs/flask-smorest ``abort``
     if "messages" in data or "errors" in data:
-        details = _flatten_messages(data.get("errors", data.get("messages")))
+        raw = data.get("errors", data.get("messages"))
+        details = _flatten_messages(raw)
         if status == 422:
-            message = "the request did not validate; see details"
-        elif status == 400 and "json" in details:
+            return validation_response(details)
+        if status == 400 and isinstance(raw, dict) and "json" in raw:
+            # webargs' "Invalid JSON body." (the edge check in api.requests normally
+            # answers first, with the parser's own reason)
             code, message = "invalid_json", "the body is not valid JSON"
     if data.get("message"):
         message = data["message"]

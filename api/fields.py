@@ -10,6 +10,7 @@ import numbers
 import unicodedata
 
 import marshmallow as ma
+from flask import g
 from flask_smorest import Blueprint as SmorestBlueprint
 from webargs import core
 from webargs.flaskparser import FlaskParser, abort, is_json_request
@@ -18,14 +19,28 @@ from werkzeug.routing import IntegerConverter
 # The largest id a database integer holds (SQLite's and PostgreSQL's BIGINT): a larger one in
 # a path or a body is no row anyone has, and must not reach the database (OverflowError).
 MAX_ID = 2**63 - 1
+# The largest magnitude a float32 holds: inputs are stored and trained on as float32, so a
+# finite JSON number beyond it (1e300) would become infinite.
+FLOAT32_MAX = 3.4028234663852886e38
+# Where ``api.requests.check_json_body`` keeps the request's parsed JSON body (in ``flask.g``).
+PARSED_BODY = "cincer_json_body"
 
 
 class BoundedIntConverter(IntegerConverter):
-    """Flask's ``<int:...>`` URL converter, bounded by ``MAX_ID`` (a larger id is a 404)."""
+    """Flask's ``<int:...>`` URL converter, documented as ``0..MAX_ID``.
+
+    It matches any run of digits, with or without a minus sign, so that an id out of range
+    (``-1``, ``2**70``) still reaches the route and ``api.requests.check_path_ids`` answers
+    a 404 in the JSON error shape that names the parameter, instead of Werkzeug's generic
+    "URL not found" for a route that did not match."""
 
     def __init__(self, map, *args, **kwargs):
         kwargs.setdefault("max", MAX_ID)
         super().__init__(map, *args, **kwargs)
+        self.regex = r"-?\d+"
+
+    def to_python(self, value: str) -> int:
+        return int(value)            # the range is checked by api.requests.check_path_ids
 
 
 class NonFiniteNumber(ValueError):
@@ -43,11 +58,17 @@ def strict_json_loads(data: bytes | str):
 
 
 class StrictJSONParser(FlaskParser):
-    """webargs' Flask parser with NaN/Infinity refused (400, code ``invalid_json``)."""
+    """webargs' Flask parser with NaN/Infinity refused (400, code ``invalid_json``).
+
+    The body is normally parsed and checked once, before the view, by
+    ``api.requests.check_json_body``; the parser takes that value instead of parsing again."""
 
     def _raw_load_json(self, req):
         if not is_json_request(req):
             return core.missing
+        parsed = g.get(PARSED_BODY, core.missing)
+        if parsed is not core.missing:
+            return parsed
         data = req.get_data(cache=True)
         try:
             return strict_json_loads(data)
@@ -140,13 +161,24 @@ class Label(ma.fields.Field):
         return value
 
 
+def _json_type(value) -> str:
+    """The JSON name of a decoded value's type, for messages."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return {list: "an array", dict: "an object", type(None): "null"}.get(type(value), "text")
+
+
 class Identifier(ma.fields.Field):
-    """A caller's identifier: a string or an integer (kept as a string), at most 200 chars."""
+    """A caller's identifier: a JSON string of at most 200 characters. A number is refused
+    rather than turned into a string (``7`` and ``"7"`` would silently become one id)."""
 
     def _deserialize(self, value, attr, data, **kwargs):
-        if isinstance(value, bool) or not isinstance(value, (str, int)):
-            raise ma.ValidationError("a string or an integer")
-        return check_text(str(value))
+        if not isinstance(value, str):
+            raise ma.ValidationError(
+                f"a string, not {_json_type(value)}: send an id such as 7 as \"7\"")
+        return check_text(value)
 
     def _serialize(self, value, attr, obj, **kwargs):
         return value
@@ -173,16 +205,25 @@ class NumberArray(ma.fields.Field):
             if depth >= self.max_depth:
                 raise ma.ValidationError(f"at most {self.max_depth} levels of nesting")
             if value and all(type(v) in (int, float) for v in value):
-                if any(v != v or v in (float("inf"), float("-inf")) for v in value
-                       if type(v) is float):
-                    raise ma.ValidationError("NaN or infinite values")
+                for v in value:
+                    self._check_number(v)
                 return
             for v in value:
                 self._check(v, depth + 1)
         elif type(value) not in (int, float):
             raise ma.ValidationError("nested lists of numbers")
-        elif value != value or value in (float("inf"), float("-inf")):
+        else:
+            self._check_number(value)
+
+    @staticmethod
+    def _check_number(v) -> None:
+        if v != v or v in (float("inf"), float("-inf")):
             raise ma.ValidationError("NaN or infinite values")
+        if abs(v) > FLOAT32_MAX:
+            shown = (f"{v:g}" if isinstance(v, float)
+                     else f"an integer of {len(str(abs(v)))} digits")
+            raise ma.ValidationError(f"{shown} is too large: inputs are stored as float32, "
+                                     f"whose largest magnitude is {FLOAT32_MAX:.4g}")
 
     def _serialize(self, value, attr, obj, **kwargs):
         return value

@@ -1,19 +1,50 @@
-"""Request-level rules every POST follows: a JSON body says so (else 415), and an
-``Idempotency-Key`` header makes a retried POST return the first answer instead of applying
-it twice (``cincer_service.service.idempotency``)."""
+"""Request-level rules every request follows, before any view runs:
+
+- an id in the path (``<int:pid>`` ...) lies in ``0..MAX_ID``, else a JSON 404 naming it;
+- a body is declared as JSON (else 415);
+- the edge check of every JSON body, in one place for every operation: the body is parsed
+  once, here, and must be UTF-8 JSON (400 ``invalid_json`` with the parser's reason), without
+  NaN/Infinity (400), nested at most ``MAX_JSON_DEPTH`` arrays/objects deep (400
+  ``too_deep``), and every string in it, keys included, must be valid Unicode: a lone UTF-16
+  surrogate (``"\\ud800"``) is a 422 naming the field's path (``items.0.text``). Nothing
+  is stored on any of these. The views' schemas get the parsed value (``api.fields``);
+- an ``Idempotency-Key`` header makes a retried POST return the first answer instead of
+  applying it twice (``cincer_service.service.idempotency``).
+"""
 from __future__ import annotations
+
+import json
+import re
 
 from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import UnsupportedMediaType
 
-from cincer_service.service import BadInput, idempotency
+from cincer_service.service import BadInput, NotFound, idempotency
 
 from .auth import current_principal
+from .errors import InvalidBody
 from .extensions import get_context
-from .fields import check_text
+from .fields import MAX_ID, PARSED_BODY, NonFiniteNumber, check_text, strict_json_loads
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 BODY_METHODS = ("POST", "PUT", "PATCH")
+
+# The deepest nesting of arrays and objects a body may have (the top-level value is level 1).
+# The deepest real body is an image batch, {"items": [{"x": [[[...]]]}]}: 6 levels.
+MAX_JSON_DEPTH = 64
+# A lone UTF-16 surrogate: JSON's "\ud800" escape decodes to one; no text encoding holds it.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_MAX_REPORTED = 50             # field paths named in one 422 at most
+
+
+def check_path_ids() -> None:
+    """A 404 in the JSON shape, naming the parameter, for a path id outside ``0..MAX_ID``
+    (the URL converter matches any integer so that these reach this check)."""
+    for name, value in (request.view_args or {}).items():
+        if isinstance(value, int) and not 0 <= value <= MAX_ID:
+            raise NotFound(f"path parameter {name} = {_short(value)} is out of range: ids are "
+                           f"integers from 0 to 2^63-1, so nothing has this one",
+                           {name: [f"an integer from 0 to {MAX_ID}"]})
 
 
 def require_json_body() -> None:
@@ -22,6 +53,89 @@ def require_json_body() -> None:
         raise UnsupportedMediaType(
             f"send the body as JSON with 'Content-Type: application/json' "
             f"(got {request.mimetype or 'no content type'!r})")
+
+
+def _short(value: int) -> str:
+    text = str(value)
+    return text if len(text) <= 24 else f"{text[:12]}... ({len(text)} digits)"
+
+
+def check_json_body() -> None:
+    """Parse a JSON body once, and refuse what no schema should ever see (module doc)."""
+    if (request.method not in BODY_METHODS or not request.is_json
+            or request.routing_exception is not None):
+        return
+    raw = request.get_data(cache=True)          # 413 past MAX_CONTENT_LENGTH
+    if not raw:
+        return
+    value = parse_json_body(raw)
+    check_json_value(value)
+    setattr(g, PARSED_BODY, value)
+
+
+def parse_json_body(raw: bytes):
+    """The decoded body, or ``InvalidBody`` (400) saying what is wrong and where."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidBody(f"the body is not valid JSON: it is not UTF-8 (byte {exc.start} is "
+                          f"{raw[exc.start:exc.start + 1]!r})",
+                          {"_schema": ["send the body as UTF-8 JSON"]}) from None
+    try:
+        return strict_json_loads(text)
+    except NonFiniteNumber as exc:
+        raise InvalidBody(str(exc), {"_schema": [str(exc)]}) from None
+    except json.JSONDecodeError as exc:
+        reason = f"{exc.msg} at line {exc.lineno}, column {exc.colno}"
+        raise InvalidBody(f"the body is not valid JSON: {reason}", {"_schema": [reason]}) from None
+    except RecursionError:
+        raise too_deep() from None
+    except ValueError as exc:                   # e.g. an integer of more than 4300 digits
+        raise InvalidBody(f"the body is not valid JSON: {exc}", {"_schema": [str(exc)]}) from None
+
+
+def too_deep() -> InvalidBody:
+    return InvalidBody(f"the body nests arrays and objects more than {MAX_JSON_DEPTH} levels "
+                       f"deep (the limit)", {"max_depth": MAX_JSON_DEPTH}, code="too_deep")
+
+
+def check_json_value(value) -> None:
+    """``too_deep`` past ``MAX_JSON_DEPTH``; a 422 naming every string (value or key) that
+    holds a lone surrogate, by its dotted path. Iterative: no recursion on hostile input."""
+    if isinstance(value, str):
+        if _SURROGATE.search(value):
+            raise BadInput("lone surrogates in text", {"_schema": [_surrogate_message()]})
+        return
+    if not isinstance(value, (list, dict)):
+        return
+    bad: dict[str, list[str]] = {}
+    stack = [(value, (), 1)]
+    while stack:
+        node, path, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise too_deep()
+        for key, child in (node.items() if isinstance(node, dict) else enumerate(node)):
+            kind = type(child)
+            if kind is str:
+                if _SURROGATE.search(child) and len(bad) < _MAX_REPORTED:
+                    bad[_dotted(path + (key,))] = [_surrogate_message()]
+            elif kind is list or kind is dict:
+                stack.append((child, path + (key,), depth + 1))
+            if type(key) is str and _SURROGATE.search(key) and len(bad) < _MAX_REPORTED:
+                bad[_dotted(path + (key,))] = ["a key with a lone UTF-16 surrogate (such as "
+                                               "\\ud800); keys must be valid Unicode text"]
+    if bad:
+        raise BadInput("lone surrogates in text", dict(sorted(bad.items())))
+
+
+def _surrogate_message() -> str:
+    return ("holds a lone UTF-16 surrogate (such as \\ud800), which is not valid Unicode text; "
+            "send the character itself or a complete surrogate pair")
+
+
+def _dotted(path: tuple) -> str:
+    """``("items", 0, "text")`` -> ``items.0.text`` (unencodable characters escaped)."""
+    return ".".join(str(p).encode("utf-8", "backslashreplace").decode("utf-8") for p in path)
 
 
 def replay_idempotent_post():
@@ -62,7 +176,10 @@ def remember_idempotent_post(response):
 
 
 def register_request_rules(app: Flask) -> None:
-    """Install the JSON-body check and idempotency keys on every request."""
+    """Install the path-id and JSON-body checks and idempotency keys on every request (in
+    this order: nothing is reserved or stored for a request the edge refuses)."""
+    app.before_request(check_path_ids)
     app.before_request(require_json_body)
+    app.before_request(check_json_body)
     app.before_request(replay_idempotent_post)
     app.after_request(remember_idempotent_post)

@@ -11,8 +11,9 @@ from ..fields import FreeText, Identifier, Label, Name, NumberArray
 
 
 class ExampleInSchema(ma.Schema):
-    external_id = Identifier(allow_none=True, metadata={"type": "string",
-                                                        "description": "your id (≤ 200 chars)"})
+    external_id = Identifier(allow_none=True, metadata={
+        "type": "string", "description": "your id: a string of ≤ 200 chars (a number is "
+                                         "refused, not converted: send 7 as \"7\")"})
     x = NumberArray(metadata={"description": "the input as nested lists of numbers "
                                              "(tabular and image projects)"})
     image = FreeText(max_length=4_000_000, metadata={

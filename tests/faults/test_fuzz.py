@@ -10,6 +10,7 @@ requests and nothing leaves the process (webhooks are never delivered).
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -159,6 +160,71 @@ def fuzz(app, seeded: Seeded, target: int, max_rounds: int = 12) -> dict:
     assert len(operations) >= 20, [f"{o.method} {o.path}" for o in operations]
     # Operations with few inputs run out of new cases early: ask the others for more.
     per_round = max(5, math.ceil(1.4 * target / len(operations)))
+# Explicit examples: inputs that were 500s or confusing answers (issue 19 §3, issue 24 §5).
+# Sent once per run, before the generated cases, each with the answer it must get.
+LONE = "ok\ud800"                      # a lone UTF-16 surrogate
+DEEP = 5000                            # levels of nesting (the limit is 64)
+
+
+def explicit_edge_cases(seeded: Seeded, operations) -> list[tuple]:
+    """``(label, method, url, raw JSON body, status, code, field)``: a lone surrogate and a
+    5,000-deep body for every body-taking operation of the document, then one case per
+    finding."""
+    ids = {"pid": seeded.pid, "qid": seeded.qids[0], "eid": seeded.eids[0],
+           "tid": seeded.tids[0], "aid": (seeded.aids or [1])[0], "wid": (seeded.wids or [1])[0]}
+    cases = []
+    for operation in operations:
+        method = operation.method.upper()
+        if method not in ("POST", "PUT", "PATCH"):
+            continue
+        url, label = operation.path.format(**ids), f"{method} {operation.path}"
+        cases.append((f"{label}: lone surrogate", method, url, json.dumps({"note": LONE}),
+                      422, "validation_error", "note"))
+        cases.append((f"{label}: nested {DEEP} deep", method, url, "[" * DEEP + "]" * DEEP,
+                      400, "too_deep", None))
+    examples = f"{API}/projects/{seeded.pid}/examples"
+
+    def item(**changes):
+        return json.dumps({"items": [{"x": [0.5] * DIMENSIONS, "label": 0, **changes}]})
+    cases += [
+        ("surrogate in a class name", "POST", f"{API}/projects", json.dumps(
+            {"name": "p", "classes": ["a", "b" + LONE], "input_shape": [2]}), 422,
+         "validation_error", "classes.1"),
+        ("surrogate in text", "POST", examples, item(text=LONE), 422, "validation_error",
+         "items.0.text"),
+        ("x nested 5000 deep", "POST", examples,
+         '{"items": [{"x": ' + "[" * DEEP + "]" * DEEP + ', "label": 0}]}', 400, "too_deep",
+         None),
+        ("invalid JSON", "POST", f"{API}/projects", '{"name": ', 400, "invalid_json", None),
+        ("1e300 in x", "POST", examples, item(x=[1e300] * DIMENSIONS), 422,
+         "validation_error", "items.0.x"),
+        ("integer external_id", "POST", examples, item(external_id=7), 422,
+         "validation_error", "items.0.external_id"),
+        ("label out of range (the service's 422)", "POST", examples, item(label=7), 422,
+         "validation_error", "items.0.label"),
+        ("project id 2^70", "GET", f"{API}/projects/{2**70}", None, 404, "not_found", "pid"),
+        ("project id -1", "GET", f"{API}/projects/-1/stats", None, 404, "not_found", "pid"),
+    ]
+    return cases
+
+
+def send_explicit_edge_cases(seeded: Seeded, operations, statuses: Counter) -> list[str]:
+    """Send the explicit examples; the ones that did not get their answer, described."""
+    wrong = []
+    cases = explicit_edge_cases(seeded, operations)
+    for label, method, url, raw, status, code, field in cases:
+        response = seeded.client.open(url, method=method, data=raw, headers={
+            **seeded.auth, **({"Content-Type": "application/json"} if raw else {})})
+        statuses[response.status_code] += 1
+        error = (response.get_json(silent=True) or {}).get("error") or {}
+        if (response.status_code != status or error.get("code") != code
+                or (field is not None and field not in (error.get("details") or {}))):
+            wrong.append(f"{label}: {method} {url} -> {response.status_code} "
+                         f"{response.get_data(as_text=True)[:300]}")
+    assert len(cases) >= 2 * 10, len(cases)        # two per body-taking operation at least
+    return wrong
+
+
     statuses, per_operation, failures = Counter(), Counter(), {}
     errors = ErrorLog()
     sent = 0
@@ -210,10 +276,11 @@ def fuzz(app, seeded: Seeded, target: int, max_rounds: int = 12) -> dict:
                 break
     finally:
         app.logger.removeHandler(errors)
+        explicit = send_explicit_edge_cases(seeded, operations, statuses)
     return {"requests": sent, "server_errors": sum(n for s, n in statuses.items() if s >= 500),
             "statuses": dict(sorted(statuses.items())), "operations": len(operations),
             "rounds": round_ + 1, "per_operation": dict(per_operation),
-            "failures": list(failures.values())}
+            "failures": list(failures.values()), "explicit_wrong": explicit}
 
 
 def run_fuzz(tmp_path, database, target, record):
@@ -232,7 +299,8 @@ def run_fuzz(tmp_path, database, target, record):
     finally:
         ctx.store.engine.dispose()
     seconds = round(time.monotonic() - started, 1)
-    summary = {k: v for k, v in result.items() if k not in ("per_operation", "failures")}
+    summary = {k: v for k, v in result.items()
+               if k not in ("per_operation", "failures", "explicit_wrong")}
     record({"database": kind, "seconds": seconds, **summary,
             "failures": [{k: v for k, v in f.items() if k != "traceback"}
                          for f in result["failures"]]})
@@ -248,6 +316,7 @@ def run_fuzz(tmp_path, database, target, record):
     assert result["server_errors"] == 0, "\n\n".join(
         f"{f['count']} x HTTP {f['status']}: {f['method']} {f['path']} query={f['query']} "
         f"body={f['body'][:300]}\n{(f['traceback'] or f['response'])[-1500:]}"
+    assert result["explicit_wrong"] == [], "\n".join(result["explicit_wrong"])
         for f in result["failures"])
 
 
