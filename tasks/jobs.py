@@ -54,7 +54,7 @@ def run_job(task, submission: jobs.Submission):
 
 def job_task(job: jobs.Job):
     """The Celery task of ``job`` (registered under ``job.task_name``)."""
-    options = dict(JOB_OPTIONS, name=job.task_name, queue=job.queue)
+    options = dict(JOB_OPTIONS, name=job.task_name)
     if job.progress:
         options["ignore_result"] = False      # PROGRESS states go to the result backend
 

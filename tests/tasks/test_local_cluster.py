@@ -11,10 +11,10 @@ import pytest
 import requests
 from flask import Flask
 
-from api.background import celery_init_app
 from cincer_service.datasets import load_dataset
 from cincer_service.service import Settings, build_context, examples, projects, reports
 from cincer_service.spec import ProjectSpec
+from tasks.celery_app import celery_init_app
 from tests.support.services import (
     child_pids,
     free_port,

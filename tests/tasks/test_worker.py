@@ -16,7 +16,6 @@ import redis
 from flask import Flask
 from sqlalchemy import func, select
 
-from api.background import CeleryDispatcher, celery_init_app
 from cincer_service.service import (
     Settings,
     access,
@@ -29,11 +28,11 @@ from cincer_service.service import (
     reports,
     runner,
     training,
+    workers,
 )
-from cincer_service.service.jobs import TASK_NAMES
-from cincer_service.service.store import Audit, Project
+from cincer_service.service.store import Audit, Project, Query
 from cincer_service.spec import ProjectSpec, bootstrap_audit_size
-from tasks.jobs import clear_queued
+from tasks.celery_app import CeleryDispatcher, celery_init_app, clear_queued
 from tests.support.services import (
     kill_group,
     log_tail,
@@ -94,10 +93,10 @@ def celery_service(tmp_path, redis_url, database_url=None):
     return app
 
 
-def queued_messages(url: str) -> list[dict]:
-    """The Celery messages waiting in Redis' default queue, oldest first."""
+def queued_messages(url: str, queue: str) -> list[dict]:
+    """The Celery messages waiting in Redis' ``queue``, oldest first."""
     client = redis.Redis.from_url(url)
-    raw = client.lrange("celery", 0, -1)
+    raw = client.lrange(queue, 0, -1)
     client.close()
     return [json.loads(m) for m in reversed(raw)]   # LPUSH'd: newest at the head
 
@@ -114,7 +113,9 @@ def test_celery_app_configuration(tmp_path, redis_url):
     assert conf.beat_schedule["reconcile"]["schedule"] == Settings().reconcile_seconds
     assert isinstance(app.extensions["cincer"].dispatcher, CeleryDispatcher)
     import tasks.jobs  # noqa: F401  (registers the shared tasks on the current app)
-    assert set(TASK_NAMES.values()) <= set(celery_app.tasks)
+    assert {job.task_name for job in jobs.JOBS.values()} <= set(celery_app.tasks)
+    assert conf.task_routes["tasks.counterexample"] == {"queue": "compute"}
+    assert conf.task_routes["tasks.audit"] == {"queue": "background"}
     assert celery_app.tasks["tasks.audit"].acks_late
 
 
@@ -123,22 +124,25 @@ def test_dispatcher_sends_each_waiting_job_once(tmp_path, redis_url):
     dispatcher = app.extensions["cincer"].dispatcher
     started = time.perf_counter()
     for _ in range(3):
-        dispatcher.submit("screen", 7)
-        dispatcher.submit("counterexample", 11)
-    dispatcher.submit("reconcile")
-    dispatcher.submit("reconcile")
+        dispatcher.submit(jobs.SCREEN(7))
+        dispatcher.submit(jobs.COUNTEREXAMPLE(11))
+        dispatcher.submit(jobs.AUDIT(4))
+    dispatcher.submit(jobs.RECONCILE())
+    dispatcher.submit(jobs.RECONCILE())
     assert time.perf_counter() - started < 2.0          # never waits for a worker
-    sent = [(m["headers"]["task"], json.loads(base64.b64decode(m["body"]))[0])
-            for m in queued_messages(redis_url)]
-    assert sent == [("tasks.screen", [7]), ("tasks.counterexample", [11]),
-                    ("tasks.reconcile", []), ("tasks.reconcile", [])]
+
+    def sent(queue):
+        return [(m["headers"]["task"], json.loads(base64.b64decode(m["body"]))[0])
+                for m in queued_messages(redis_url, queue)]
+    assert sent("compute") == [("tasks.screen", [7]), ("tasks.counterexample", [11])]
+    assert sent("background") == [("tasks.audit", [4]), ("tasks.reconcile", []),
+                                  ("tasks.reconcile", [])]
     # Once a worker starts the job, a new submission is queued again.
-    clear_queued(app.extensions["celery"], "screen", 7)
-    dispatcher.submit("screen", 7)
-    assert [m["headers"]["task"] for m in queued_messages(redis_url)][-1] == "tasks.screen"
-    assert len(queued_messages(redis_url)) == 5
+    clear_queued(app.extensions["celery"], jobs.SCREEN(7))
+    dispatcher.submit(jobs.SCREEN(7))
+    assert sent("compute")[-1] == ("tasks.screen", [7]) and len(sent("compute")) == 3
     with pytest.raises(ValueError):
-        dispatcher.submit("nonsense", 1)
+        dispatcher.submit(jobs.Job("nonsense", jobs.ProjectArg, jobs.COMPUTE)(1))
 
 
 def test_worker_command_needs_redis_url(monkeypatch, capsys):
@@ -301,22 +305,64 @@ def test_tasks_retry_transient_database_errors_only(tmp_path, redis_url, monkeyp
     import tasks.jobs  # noqa: F401
     calls = []
 
-    def flaky(ctx, name, arg=None, progress=None):
-        calls.append((name, arg))
+    def flaky(ctx, submission, progress=None):
+        calls.append((submission.job.name, *submission.values))
         if len(calls) < 3:
             raise sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("database is locked"))
         return 0
 
-    monkeypatch.setattr(tasks.jobs.jobs, "run_job", flaky)
+    monkeypatch.setattr(tasks.jobs.runner, "run_job", flaky)
     assert celery_app.tasks["tasks.screen"].apply(args=(3,)).get() == 0
     assert calls == [("screen", 3)] * 3
 
-    def broken(ctx, name, arg=None, progress=None):
-        calls.append((name, arg))
+    def broken(ctx, submission, progress=None):
+        calls.append((submission.job.name, *submission.values))
         raise ValueError("a bug, not a hiccup")
 
     calls.clear()
-    monkeypatch.setattr(tasks.jobs.jobs, "run_job", broken)
+    monkeypatch.setattr(tasks.jobs.runner, "run_job", broken)
     result = celery_app.tasks["tasks.counterexample"].apply(args=(5,))
     assert result.failed() and isinstance(result.result, ValueError)
     assert calls == [("counterexample", 5)]
+
+
+def test_counterexamples_run_only_on_the_compute_worker(tmp_path, redis_url, breast):
+    """Two workers: one takes the ``compute`` queue (a GPU host), one ``background``
+    (CPU hosts, with beat). Every counter-example records the compute worker's name and
+    device; both workers register with their queues and device."""
+    data, noisy = breast
+    database_url = f"sqlite:///{tmp_path / 'cincer.db'}"
+    app = celery_service(tmp_path, redis_url, database_url)
+    service = app.extensions["cincer"]
+    pid = projects.create_project(service, ProjectSpec.build(**{
+        "name": "breast", "classes": ["malignant", "benign"], "input_shape": [30],
+        "model": {"kind": "lr", "max_epochs": 60}, "bootstrap_size": N_BOOTSTRAP,
+        "retrain": {"mode": "warm", "every_n_answers": 1000}}))["id"]
+    items = [{"x": data.X_train[i].tolist(), "label": int(noisy[i])}
+             for i in range(N_BOOTSTRAP + N_STREAM)]
+    env = worker_env(tmp_path, redis_url, database_url)
+    compute_log, background_log = str(tmp_path / "compute.log"), str(tmp_path / "bg.log")
+    compute = ["--queues", "compute", "--hostname", "gpu-host@test", "--pool", "solo"]
+    background = ["--queues", "background", "--hostname", "cpu-host@test", "--beat"]
+    with process([CLI, "worker", *compute], env, compute_log), \
+            process([CLI, "worker", *background], env, background_log):
+        examples.ingest(service, pid, items)
+        try:
+            wait_until(lambda: settled(service, pid, 1), 90, 0.2,
+                       "first model, screening and counter-examples on two workers")
+            wait_until(lambda: len(workers.list_workers(service)) == 2, 60, 0.2,
+                       "both workers registered")
+        except TimeoutError:
+            pytest.fail(f"compute:\n{log_tail(compute_log)}\nbackground:\n"
+                        f"{log_tail(background_log)}")
+    with service.store.session() as s:
+        computed = s.execute(select(Query.computed_by, Query.computed_on)
+                             .where(Query.project_id == pid, Query.status == "open")).all()
+    assert computed and {by for by, _ in computed} == {"gpu-host@test"}
+    assert {on for _, on in computed} <= {"GPU", "CPU"}
+    registered = {w["name"]: w for w in workers.list_workers(service)}
+    assert registered["gpu-host@test"]["queues"] == ["compute"]
+    assert registered["cpu-host@test"]["queues"] == ["background"]
+    assert {w["device"] for w in registered.values()} <= {"GPU", "CPU"}
+    print("counter-examples computed by", sorted(set(computed)))
+    service.store.engine.dispose()
