@@ -20,7 +20,14 @@ from collections import Counter
 
 import pytest
 
-from cincer_service.service import InlineDispatcher, NullDispatcher, Settings, access, build_context, jobs
+from cincer_service.service import (
+    NullDispatcher,
+    Settings,
+    access,
+    build_context,
+    jobs,
+    runner,
+)
 from cincer_service.service.store import Query
 from tests.support.services import postgres_database
 
@@ -69,12 +76,12 @@ class Seeded:
         created = self._post(f"{API}/projects/{self.pid}/examples", {"items": items}, 202)
         self.eids = [r["id"] for r in created["items"]]
         # The first model, screening, counter-examples: run inline, once.
-        jobs.run_job(ctx, "retrain", self.pid)
-        jobs.run_job(ctx, "screen", self.pid)
+        runner.run_job(ctx, jobs.RETRAIN(self.pid))
+        runner.run_job(ctx, jobs.SCREEN(self.pid))
         with ctx.store.session() as s:
             computing = s.query(Query.id).filter(Query.status == "computing").all()
         for (qid,) in computing:
-            jobs.run_job(ctx, "counterexample", qid)
+            runner.run_job(ctx, jobs.COUNTEREXAMPLE(qid))
         with ctx.store.session() as s:
             self.qids = [q for (q,) in s.query(Query.id).filter(Query.project_id == self.pid)
                          .order_by(Query.id).all()]
@@ -288,7 +295,7 @@ def run_fuzz(tmp_path, database, target, record):
     kind, url = database
     ctx = build_context(Settings(data_dir=str(tmp_path / "data"), database_url=url,
                                  admin_token=ADMIN))
-    ctx.set_dispatcher(InlineDispatcher(ctx))
+    ctx.set_dispatcher(runner.inline_dispatcher(ctx))
     access.ensure_admin_token(ctx, ADMIN)
     app = create_app(service=ctx)
     seeded = Seeded(app, ctx)
