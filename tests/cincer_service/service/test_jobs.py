@@ -124,17 +124,25 @@ def test_reconcile_asks_every_job_for_its_unfinished_work(ctx, monkeypatch):
     assert sorted(asked) == sorted(n for n in jobs.JOBS if n != "reconcile")
 
 
-def test_every_job_finds_its_project(tmp_path, stream):
-    """Each argument type answers the project of its job (backoff rows, the cascade)."""
+@pytest.fixture
+def job_args(tmp_path, stream):
+    """A context with a trained project, a query and an audit: ``(ctx, pid, {argument type:
+    an id of that project})``."""
+    from cincer_service.service import audits
+    from cincer_service.service.store import Query
     ctx = make_context(tmp_path)
     pid = new_project(ctx)
     examples.ingest(ctx, pid, items(stream, 0, BOOTSTRAP + 60))
-    from cincer_service.service import audits
-    from cincer_service.service.store import Query
     audit = audits.create_audit(ctx, pid, ["margin"], top_k=3)
     with ctx.store.session() as s:
         qid = s.scalar(select(Query.id).where(Query.project_id == pid).limit(1))
-        ids = {jobs.ProjectArg: pid, jobs.QueryArg: qid, jobs.AuditArg: audit["id"]}
+    return ctx, pid, {jobs.ProjectArg: pid, jobs.QueryArg: qid, jobs.AuditArg: audit["id"]}
+
+
+def test_every_job_finds_its_project(job_args):
+    """Each argument type answers the project of its job (backoff rows, the cascade)."""
+    ctx, pid, ids = job_args
+    with ctx.store.session() as s:
         for job in jobs.JOBS.values():
             if job.arg is jobs.NoArg:
                 assert job(*()).arg.project_of(s) is None
@@ -143,18 +151,13 @@ def test_every_job_finds_its_project(tmp_path, stream):
             assert job(ids[job.arg]).arg.project_of(s) == pid, job.name
 
 
-def test_delete_cascade_removes_every_jobs_backoff_rows(tmp_path, stream):
+def test_delete_cascade_removes_every_jobs_backoff_rows(job_args):
     """A backoff row of each job (even one without a project id recorded) goes with its
     project; another project's rows stay."""
-    ctx = make_context(tmp_path)
-    pid, other = new_project(ctx), new_project(ctx)
-    examples.ingest(ctx, pid, items(stream, 0, BOOTSTRAP + 60))
-    from cincer_service.service import audits
-    from cincer_service.service.store import JobBackoff, Query
-    audit = audits.create_audit(ctx, pid, ["margin"], top_k=3)
+    from cincer_service.service.store import JobBackoff
+    ctx, pid, ids = job_args
+    other = new_project(ctx)
     with ctx.store.session() as s:
-        qid = s.scalar(select(Query.id).where(Query.project_id == pid).limit(1))
-        ids = {jobs.ProjectArg: pid, jobs.QueryArg: qid, jobs.AuditArg: audit["id"]}
         for job in jobs.JOBS.values():
             if job.arg is not jobs.NoArg:
                 s.add(JobBackoff(name=job.name, arg=job(ids[job.arg]).key(), failures=1,
