@@ -1,34 +1,53 @@
 # The two set-up commands in README.md: `make run` and `make test`.
+#   make run [HOST=127.0.0.1] [PORT=8000]   installs what serving needs, then serves
+#   make test                               adds the test and bench extras, then tests
+# `make install` / `make install-test` only install (each is a stamp in .venv, redone
+# when pyproject.toml changes).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-stamp
+SERVE_STAMP := $(VENV)/.installed-serve
+TEST_STAMP := $(VENV)/.installed-test
+HOST ?= 127.0.0.1
+PORT ?= 8000
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean install install-test
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Serving: the package and its dependencies, no extras.
+$(SERVE_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+# Tests, lint and benchmarks: the serving install plus the test and bench extras.
+$(TEST_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
-	touch $(STAMP)
+	touch $@ $(SERVE_STAMP)
 
-run: $(STAMP)
-	$(BIN)/cincer-service serve
+install: $(SERVE_STAMP)
 
-test: $(STAMP)
+install-test: $(TEST_STAMP)
+
+run: $(SERVE_STAMP)
+	$(BIN)/cincer-service serve --host '$(HOST)' --port '$(PORT)'
+
+test: $(TEST_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 # The longer fault/load/fuzz variants (pytest marker `long`, deselected by `make test`):
 # 5,000 fuzz cases, 60 s of concurrent annotators.
 .PHONY: test-long
-test-long: $(STAMP)
+test-long: $(TEST_STAMP)
 	$(BIN)/python -m pytest -q -m long
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
 
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	$(BIN)/cincer-service bench --json --quick
 
 clean:

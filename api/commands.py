@@ -1,7 +1,7 @@
 """``cincer-service serve``: the API on the embedded default (plugged into the core CLI).
 
 Without ``CINCER_REDIS_URL``: SQLite under ``--data-dir``, background jobs on an in-process
-``ThreadDispatcher``, the demo project seeded on first start, served by Werkzeug's threaded
+``ThreadDispatcher``, the demo projects seeded on first start, served by Werkzeug's threaded
 server until SIGINT/SIGTERM. With ``CINCER_REDIS_URL`` the same app sends jobs to Celery
 workers (``cincer-service worker``); production runs it under gunicorn instead.
 """
@@ -31,10 +31,13 @@ def register(subparsers) -> None:
 
 
 def run_serve(args) -> int:
+    from cincer_service.device import describe_device, quiet_tensorflow
+
+    quiet_tensorflow()                 # before anything below imports TensorFlow
     from werkzeug.serving import make_server
 
     from cincer_service.cli import UsageError
-    from cincer_service.service import Settings, ThreadDispatcher, build_context, seed_demo
+    from cincer_service.service import Settings, build_context, runner, seed_demo, workers
 
     from . import create_app, ensure_admin_token
 
@@ -47,7 +50,7 @@ def run_serve(args) -> int:
         service = app.extensions["cincer"]
     else:
         service = build_context(settings)
-        dispatcher = ThreadDispatcher(service)
+        dispatcher = runner.thread_dispatcher(service)
         service.set_dispatcher(dispatcher)
         app = create_app(settings, service)
     try:
@@ -57,11 +60,17 @@ def run_serve(args) -> int:
     new_token = ensure_admin_token(service, settings.admin_token)
     if dispatcher is not None:
         dispatcher.start()
+        workers.register_embedded_worker(service)
     demo = None if args.no_demo else seed_demo(service)
 
-    url = f"http://{args.host}:{server.server_port}"
+    url = f"http://{browsable_host(args.host)}:{server.server_port}"
     print(f"cincer-service {settings.mode} mode on {url}  (API {url}/api/v1, docs "
           f"{url}/api/v1/docs)", flush=True)
+    if args.host != browsable_host(args.host):
+        print(f"listening on {args.host} port {server.server_port}", flush=True)
+    device = describe_device()["summary"]
+    print(f"{device}; background jobs run in the Celery workers" if settings.redis_url
+          else f"{device}; background jobs run in this process", flush=True)
     print(f"database: {_redact(settings.database)}", flush=True)
     if settings.admin_token:
         print("admin token: the value of CINCER_ADMIN_TOKEN", flush=True)
@@ -71,9 +80,9 @@ def run_serve(args) -> int:
         print("admin token: created on an earlier start; it is stored hashed and cannot be "
               "shown again. Set CINCER_ADMIN_TOKEN=<secret> to register a token you choose.",
               flush=True)
-    if demo is not None:
-        print(f"demo project {demo['id']} ({demo['name']}) seeded; screening runs in the "
-              "background", flush=True)
+    if not args.no_demo:
+        for line in demo_banner(service, url, seeded=demo is not None):
+            print(line, flush=True)
 
     stopping = threading.Event()
 
@@ -94,6 +103,35 @@ def run_serve(args) -> int:
             dispatcher.stop()
         print("cincer-service stopped", file=sys.stderr, flush=True)
     return 0
+
+
+def browsable_host(host: str) -> str:
+    """The host part of a URL a browser on this machine can open for a server bound to
+    ``host``: the loopback address for the wildcard addresses, IPv6 in brackets."""
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def demo_banner(service, url: str, seeded: bool) -> list[str]:
+    """Console lines naming every demo project with its annotator and overview pages."""
+    from sqlalchemy import select
+
+    from cincer_service.service.store import Project
+
+    with service.store.session() as s:
+        demos = s.execute(select(Project.id, Project.name, Project.input_kind)
+                          .where(Project.demo.is_(True)).order_by(Project.id)).all()
+    if not demos:
+        return []
+    lines = ["demo projects" + (" seeded; screening runs in the background:" if seeded
+                                else ":")]
+    for pid, name, kind in demos:
+        lines.append(f"  {pid} {name} ({kind}): annotate {url}/ui/?project={pid}  "
+                     f"overview {url}/ui/overview?project={pid}")
+    return lines
 
 
 def _redact(url: str) -> str:

@@ -1,14 +1,16 @@
-"""A simulated annotator: answers every query with the true labels from a ground truth array.
+"""A simulated annotator: answers every query with the true labels from an oracle.
 
-Convention: ``truth[i]`` is the true class index of the example whose ``external_id`` is the
-integer ``i`` (``"17"`` -> ``truth[17]``). Ingest with integer external ids (the CLI uses the
-row index in the file unless the file gives ids) and save the true labels in the same order.
+The oracle finds an example's true class index by its ``external_id``, whatever the ids
+look like: a mapping ``{external_id: class index}`` (``"img-17"`` -> ``truth["img-17"]``;
+``clients.readers.read_oracle`` builds one from a JSON object or from an example file),
+or, for integer ids, an array indexed by them (``"17"`` -> ``truth[17]``).
 """
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Union
 
 import numpy as np
 
@@ -16,7 +18,11 @@ from .client import ApiError, CincerClient
 
 
 class TruthLookupError(ValueError):
-    """An example's ``external_id`` does not index the ground truth array."""
+    """An example's ``external_id`` is not in the oracle."""
+
+
+# ``{external_id: class index}``, or an array indexed by integer external ids.
+Truth = Union[Mapping, np.ndarray]
 
 
 @dataclass
@@ -46,27 +52,37 @@ class AnnotationRun:
     stats: dict | None = None
 
 
-def true_label(truth: np.ndarray, external_id) -> int:
-    """``truth[int(external_id)]``; ``TruthLookupError`` when that is not possible."""
+def true_label(truth: Truth, external_id) -> int:
+    """The true class index of the example with ``external_id``: ``truth[external_id]``
+    for a mapping, ``truth[int(external_id)]`` for an array; ``TruthLookupError`` when the
+    oracle has no label for it."""
+    if isinstance(truth, Mapping):
+        key = None if external_id is None else str(external_id)
+        if key is None or key not in truth:
+            raise TruthLookupError(f"external_id {external_id!r} is not in the oracle "
+                                   f"({len(truth)} ids)")
+        return int(truth[key])
     try:
         index = int(str(external_id))
     except (TypeError, ValueError):
         raise TruthLookupError(f"external_id {external_id!r} is not an integer index into "
-                               "the truth array") from None
+                               "the truth array; give the oracle as a .json object or an "
+                               "example file to match any id") from None
     if not 0 <= index < len(truth):
         raise TruthLookupError(f"external_id {index} is outside the truth array "
                                f"(length {len(truth)})")
     return int(truth[index])
 
 
-def annotate(client: CincerClient, pid: int, truth: np.ndarray, *,
+def annotate(client: CincerClient, pid: int, truth: Truth, *,
              max_queries: int | None = None, idle_timeout: float = 3.0, poll: float = 0.3,
              timeout: float | None = None,
              on_answer: Callable[[Answer], None] | None = None) -> AnnotationRun:
     """Lease and answer queries with the true labels until none remains and the service
     has been idle (nothing to screen, no counter-example computing, no retrain wanted) for
     ``idle_timeout`` seconds, ``max_queries`` were answered, or ``timeout`` passed."""
-    truth = np.asarray(truth)
+    if not isinstance(truth, Mapping):
+        truth = np.asarray(truth)
     run = AnnotationRun()
     deadline = None if timeout is None else time.monotonic() + timeout
     idle_since = None

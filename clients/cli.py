@@ -1,7 +1,9 @@
 """``python -m clients``: the labeling service from the command line, over HTTP only.
 
-    python -m clients [--url URL] [--token TOKEN] PROJECT-ID ingest FILE.csv|FILE.npz [--source S]
-    python -m clients PROJECT-ID annotate --oracle TRUTH.npy [--max-queries N] [--idle-timeout S]
+    python -m clients [--url URL] [--token TOKEN] PROJECT-ID ingest FILE [--source S]
+                      (FILE: .csv, .npz, .jsonl or .txt; see ``ingest -h``)
+    python -m clients PROJECT-ID annotate --oracle TRUTH [--max-queries N] [--idle-timeout S]
+                      (TRUTH: .json {external_id: label}, an example file, or .npy)
     python -m clients PROJECT-ID export [--format csv|jsonl] [--out FILE]
     python -m clients PROJECT-ID stats
     python -m clients PROJECT-ID wait-idle [--timeout S]
@@ -18,7 +20,7 @@
     python -m clients PROJECT-ID audits create --detectors a,b | list | show A | enqueue A
     python -m clients PROJECT-ID overview show | compute | cell L P | action ... | progress
     python -m clients PROJECT-ID webhooks create RECEIVER-URL | list | delete W | deliveries W
-    python -m clients health | metrics | openapi
+    python -m clients health | metrics | openapi | workers
 
 Every command prints JSON on stdout (``export`` its CSV/JSON lines, ``metrics`` its text).
 
@@ -46,6 +48,7 @@ from .client import ApiError, CincerClient, IngestError
 from .commands import register_all
 from .errors import EXIT_BAD_INPUT, EXIT_SERVICE, BadInput
 
+PROG = "python -m clients"
 DEFAULT_URL = "http://127.0.0.1:8000"
 VALUE_OPTIONS = {"--url", "--token", "--project", "--request-timeout"}
 
@@ -70,11 +73,14 @@ def build_parser() -> argparse.ArgumentParser:
     """The whole parser: connection options, then every ``clients.commands`` subcommand."""
     common = connection_options()
     parser = argparse.ArgumentParser(
-        prog="python -m clients", parents=[common],
-        usage="python -m clients [--url URL] [--token TOKEN] PROJECT-ID COMMAND [options]",
+        prog=PROG, parents=[common],
+        usage=f"{PROG} [--url URL] [--token TOKEN] [PROJECT-ID] COMMAND [options]",
         description="Talk to a cincer-service labeling service over HTTP.",
         epilog="Exit status: 0 done, 1 the service failed, 2 bad input.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    # ``prog`` names what comes before each subcommand in its usage line; without it
+    # argparse repeats the whole top-level usage there.
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
+                                prog=f"{PROG} [PROJECT-ID]")
     register_all(sub, common)
     return parser
 

@@ -138,6 +138,12 @@ class CincerClient:
         """``GET /api/v1/openapi.json``."""
         return self._json("GET", "/openapi.json")
 
+    def list_workers(self) -> list[dict]:
+        """``GET /workers`` (admin): the workers that run background jobs, their queues,
+        device and last heartbeat."""
+        body = self._json("GET", "/workers")
+        return body["items"] if isinstance(body, dict) and "items" in body else body
+
     # -- projects and tokens -------------------------------------------------------------------
     def list_projects(self) -> list[dict]:
         """``GET /projects``: the projects this token may see."""

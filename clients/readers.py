@@ -1,17 +1,37 @@
-"""Input files for the CLI: CSV and NPZ example files read into ingest items, and the
-annotator's ``.npy`` oracle. Every problem with a file raises ``BadInput`` naming the file
-(and the line, for CSV).
+"""Input files for the CLI: example files read into ingest items, and the annotator's
+oracle. Every problem with a file raises ``BadInput`` naming the file (and the line, for
+the line-based formats).
 
-CSV: a header row, a ``label`` column (class index, or class name when not an integer),
-optional ``external_id`` and ``source`` columns, every other column a feature in file order.
-NPZ: arrays ``X`` (n x features, or n x input_shape), ``y`` (n class indices), optional
-``ids``. Without ids, an example's ``external_id`` is its row index in the file. Features
-are reshaped to the project's ``input_shape``. Oracle: a 1-d array of integer class indices,
-indexed by each example's integer ``external_id``.
+Example files (``FORMATS``), chosen by the file's extension:
+
+- ``.csv``: a header row, a ``label`` column (class index, or class name when not an
+  integer), optional ``external_id`` and ``source`` columns, every other column a feature
+  in file order.
+- ``.npz``: arrays ``X`` (n x features, or n x input_shape), ``y`` (n class indices),
+  optional ``ids``.
+- ``.jsonl``: one JSON object per line, shaped like an item of the REST ingest body:
+  ``label`` (a class name as a string, or a class index as an integer) and the input as
+  ``x`` (numbers, flat or nested; reshaped to the project's ``input_shape``), ``text``
+  (text projects, optionally with ``embedding``) or ``image`` (base64 PNG/JPEG); optional
+  ``external_id`` (a string, as in the REST body) and ``source``.
+- ``.txt``: one example per line, ``LABEL<TAB>TEXT`` (for text projects): the label
+  (class index, or class name when not an integer) before the first tab, the text after it
+  (kept as is, tabs included). Blank lines are skipped; UTF-8.
+
+Without ids, an example's ``external_id`` is its row index in the file (blank lines not
+counted). Features of ``.csv`` and ``.npz`` files are reshaped to the project's
+``input_shape``.
+
+Oracle (``read_oracle``): the true labels, found by each example's ``external_id``: a
+``.npy`` file holding a 1-d array of integer class indices indexed by integer external
+ids, a ``.json`` object ``{"external_id": label, ...}``, or any example file above, whose
+labels are taken as the truth (e.g. the clean version of the file you ingested).
 """
 from __future__ import annotations
 
 import csv
+import json
+import os
 
 import numpy as np
 
@@ -108,15 +128,35 @@ def read_npz(path: str, classes: list[str]) -> tuple[np.ndarray, np.ndarray, lis
     return X.astype(np.float64), y.astype(np.int64), ids, [None] * len(y)
 
 
+FORMATS = (".csv", ".npz", ".jsonl", ".txt")
+# The keys of a REST ingest item (``.jsonl`` lines).
+ITEM_KEYS = ("external_id", "x", "image", "text", "embedding", "label", "source")
+INPUT_KEYS = ("x", "image", "text")
+
+
 def load_items(path: str, project: dict, source: str | None) -> list[dict]:
-    """The file's rows as API items, features reshaped to the project's ``input_shape``."""
-    classes = [str(c) for c in project["classes"]]
-    if path.endswith(".csv"):
-        X, y, ids, sources = read_csv(path, classes)
-    elif path.endswith(".npz"):
-        X, y, ids, sources = read_npz(path, classes)
+    """The file's examples as API items (``.csv``/``.npz`` features and ``.jsonl`` ``x``
+    reshaped to the project's ``input_shape``); ``source``, when given, tags every item."""
+    kind = os.path.splitext(path)[1].lower()
+    if kind == ".jsonl":
+        items = read_jsonl(path, project)
+    elif kind == ".txt":
+        items = read_text(path, project)
+    elif kind in (".csv", ".npz"):
+        items = _array_items(path, project)
     else:
-        raise BadInput(f"{path}: expected a .csv or .npz file")
+        raise BadInput(f"{path}: expected a {', '.join(FORMATS[:-1])} or {FORMATS[-1]} file")
+    if source is not None:
+        for item in items:
+            item["source"] = source
+    return items
+
+
+def _array_items(path: str, project: dict) -> list[dict]:
+    """Items from a ``.csv`` or ``.npz`` file, features reshaped to ``input_shape``."""
+    classes = [str(c) for c in project["classes"]]
+    reader = read_csv if path.lower().endswith(".csv") else read_npz
+    X, y, ids, sources = reader(path, classes)
     shape = tuple(int(d) for d in project["input_shape"])
     size = int(np.prod(shape))
     if int(np.prod(X.shape[1:])) != size:
@@ -127,21 +167,176 @@ def load_items(path: str, project: dict, source: str | None) -> list[dict]:
         raise BadInput(f"{path}: row {row} has NaN or infinite features")
     X = X.reshape((len(X),) + shape)
     return [{"x": X[i].tolist(), "label": int(y[i]), "external_id": ids[i],
-             "source": source if source is not None else sources[i]}
+             "source": sources[i]}
             for i in range(len(y))]
 
 
-def read_oracle(path: str) -> np.ndarray:
-    """The annotator's truth: a 1-d integer array of class indices, indexed by external_id."""
+def _lines(path: str) -> list[tuple[int, str]]:
+    """``(line number, line)`` of every non-blank line of a UTF-8 text file, without its
+    line ending."""
+    try:
+        with open(path, encoding="utf-8", newline="") as handle:
+            lines = handle.read().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"cannot read {path}: {exc}") from None
+    found = [(number, line) for number, line in enumerate(lines, start=1) if line.strip()]
+    if not found:
+        raise BadInput(f"{path}: no examples (the file is empty)")
+    return found
+
+
+def read_jsonl(path: str, project: dict) -> list[dict]:
+    """Items from a JSON-lines file of REST ingest items (see the module docstring)."""
+    classes = [str(c) for c in project["classes"]]
+    items = []
+    for number, line in _lines(path):
+        where = f"{path}:{number}"
+        try:
+            value = json.loads(line)
+        except ValueError as exc:
+            raise BadInput(f"{where}: not valid JSON ({exc})") from None
+        if not isinstance(value, dict):
+            raise BadInput(f"{where}: expected a JSON object, got {type(value).__name__}")
+        unknown = sorted(set(value) - set(ITEM_KEYS))
+        if unknown:
+            raise BadInput(f"{where}: unknown key(s) {unknown}; an item has "
+                           f"{', '.join(ITEM_KEYS)}")
+        if "label" not in value:
+            raise BadInput(f"{where}: no 'label'")
+        inputs = [key for key in INPUT_KEYS if value.get(key) is not None]
+        if len(inputs) != 1:
+            raise BadInput(f"{where}: give exactly one input of {', '.join(INPUT_KEYS)} "
+                           f"(got {inputs or 'none'})")
+        item = dict(value)
+        item["label"] = json_label(value["label"], classes, where)
+        item["external_id"] = _external_id(value.get("external_id", str(len(items))), where)
+        item.setdefault("source", None)
+        if "x" in inputs:
+            item["x"] = _reshaped(value["x"], project, where)
+        items.append(item)
+    return items
+
+
+def json_label(value, classes: list[str], where: str) -> int | str:
+    """A JSON label as the REST API reads it: a string is a class name, an integer a class
+    index; returned as given once it is known to be one of them."""
+    if isinstance(value, str):
+        if value in classes:
+            return value
+        raise BadInput(f"{where}: label {value!r} is not one of the project's classes "
+                       f"{classes} (give an index as a JSON integer)")
+    if isinstance(value, int) and not isinstance(value, bool):
+        if 0 <= value < len(classes):
+            return value
+        raise BadInput(f"{where}: label {value} is outside [0, {len(classes)})")
+    raise BadInput(f"{where}: label must be a class name (string) or class index (integer), "
+                   f"got {value!r}")
+
+
+def _external_id(value, where: str) -> str | None:
+    """A ``.jsonl`` line's ``external_id``: a string, as the REST API takes it."""
+    if value is None or isinstance(value, str):
+        return value
+    hint = f' (write "{value}")' if isinstance(value, int) and not isinstance(value, bool) else ""
+    raise BadInput(f"{where}: external_id must be a string{hint}, got {value!r}")
+
+
+def _reshaped(x, project: dict, where: str) -> list:
+    """``x`` as nested lists of floats in the project's ``input_shape``."""
+    try:
+        array = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise BadInput(f"{where}: x must hold numbers in nested lists of equal length") from None
+    shape = tuple(int(d) for d in project.get("input_shape") or ())
+    size = int(np.prod(shape)) if shape else array.size
+    if array.size != size:
+        raise BadInput(f"{where}: x has {array.size} values; project {project['id']} expects "
+                       f"input_shape {list(shape)} ({size} values)")
+    if not np.isfinite(array).all():
+        raise BadInput(f"{where}: x has NaN or infinite values")
+    return array.reshape(shape or array.shape).tolist()
+
+
+def read_text(path: str, project: dict) -> list[dict]:
+    """Items from a ``LABEL<TAB>TEXT`` file, one example per line (text projects)."""
+    kind = project.get("input_kind", "tabular")
+    if kind != "text":
+        raise BadInput(f"{path}: a .txt file holds texts, but project {project['id']} takes "
+                       f"{kind} inputs (use .csv, .npz or .jsonl)")
+    classes = [str(c) for c in project["classes"]]
+    items = []
+    for number, line in _lines(path):
+        where = f"{path}:{number}"
+        label, tab, text = line.partition("\t")
+        if not tab:
+            raise BadInput(f"{where}: expected LABEL<TAB>TEXT, found no tab")
+        if not text.strip():
+            raise BadInput(f"{where}: the text after the tab is empty")
+        items.append({"text": text, "label": parse_label(label, classes, where),
+                      "external_id": str(len(items)), "source": None})
+    return items
+
+
+# Oracle files read with the project's classes (and input shape); others are ``.npy``.
+PROJECT_ORACLES = (".json", *FORMATS)
+
+
+def read_oracle(path: str, project: dict | None = None) -> np.ndarray | dict[str, int]:
+    """The annotator's truth: a 1-d integer array of class indices indexed by integer
+    external ids (``.npy``), or ``{external_id: class index}`` (``.json`` and the example
+    files, which need the ``project`` for its classes and input shape)."""
+    kind = os.path.splitext(path)[1].lower()
+    if kind in PROJECT_ORACLES:
+        if project is None:
+            raise BadInput(f"{path}: reading a {kind} oracle needs the project")
+        if not os.path.isfile(path):
+            raise BadInput(f"cannot read the oracle {path}: no such file")
+        if kind == ".json":
+            return _json_oracle(path, [str(c) for c in project["classes"]])
+        return _items_oracle(path, project)
     try:
         truth = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:
         raise BadInput(f"cannot read the oracle {path}: {exc}") from None
-    if not isinstance(truth, np.ndarray):                # an .npz archive
+    if not isinstance(truth, np.ndarray):                # an .npz archive under another name
         truth.close()
         raise BadInput(f"{path}: expected a .npy file holding one 1-d array of integer class "
                        "indices indexed by external_id (got an .npz archive)")
     if truth.ndim != 1 or not np.issubdtype(truth.dtype, np.integer):
         raise BadInput(f"{path}: expected a 1-d array of integer class indices indexed "
                        f"by external_id (got {truth.dtype} of shape {truth.shape})")
+    return truth
+
+
+def _items_oracle(path: str, project: dict) -> dict[str, int]:
+    """``{external_id: class index}`` from an example file's labels."""
+    classes = [str(c) for c in project["classes"]]
+    truth: dict[str, int] = {}
+    for row, item in enumerate(load_items(path, project, None)):
+        key = item["external_id"]
+        if key is None:
+            raise BadInput(f"{path}: row {row} has no external_id, so no example can be "
+                           "matched to it")
+        label = item["label"]
+        index = classes.index(label) if isinstance(label, str) else int(label)
+        if truth.setdefault(key, index) != index:
+            raise BadInput(f"{path}: external_id {key!r} is given two different labels")
+    return truth
+
+
+def _json_oracle(path: str, classes: list[str]) -> dict[str, int]:
+    """``{external_id: class index}`` from a JSON object of labels."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            value = json.load(handle)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"cannot read the oracle {path}: {exc}") from None
+    except ValueError as exc:
+        raise BadInput(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict) or not value:
+        raise BadInput(f"{path}: expected a non-empty JSON object {{external_id: label}}")
+    truth = {}
+    for key, label in value.items():
+        label = json_label(label, classes, f"{path}: external_id {key!r}")
+        truth[key] = classes.index(label) if isinstance(label, str) else label
     return truth

@@ -1,12 +1,24 @@
-"""``/ui/``: the annotator page and ``/ui/overview``: the overview; static files beside."""
+"""``/ui/``: the annotator page and ``/ui/overview``: the overview; static files beside.
+The site root ``/`` redirects to the annotator page."""
 from __future__ import annotations
 
-from flask import Blueprint, render_template
+from flask import Blueprint, redirect, render_template, request, url_for
 
 from ..config import API_PREFIX
 
 bp = Blueprint("ui", __name__, url_prefix="/ui", template_folder="templates",
                static_folder="static", static_url_path="/static")
+
+
+def to_annotator():
+    """``/``: a redirect to the annotator page (query string kept, e.g. ``?project=1``)."""
+    query = request.query_string.decode("latin-1")
+    return redirect(url_for("ui.annotate") + (f"?{query}" if query else ""), code=302)
+
+
+# The blueprint's routes live under /ui; the root is an app-wide rule added with it.
+bp.record_once(lambda state: state.app.add_url_rule("/", "root", to_annotator,
+                                                    methods=["GET"]))
 
 
 @bp.route("/")

@@ -1,8 +1,10 @@
 """``annotate``: a simulated annotator that answers the project's queries with the true
-labels from a ``.npy`` oracle (see ``clients.annotator``) and prints a JSON summary."""
+labels from an oracle file (see ``clients.annotator`` and ``clients.readers.read_oracle``)
+and prints a JSON summary."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 from tqdm import tqdm
@@ -10,15 +12,18 @@ from tqdm import tqdm
 from ..annotator import TruthLookupError, annotate
 from ..client import CincerClient
 from ..errors import EXIT_OK, EXIT_SERVICE, BadInput
-from ..readers import read_oracle
+from ..readers import PROJECT_ORACLES, read_oracle
 
 
 def register(sub, common) -> None:
     """Add the ``annotate`` subcommand."""
     p = sub.add_parser("annotate", parents=[common],
                        help="a simulated annotator answering with the true labels")
-    p.add_argument("--oracle", required=True, metavar="TRUTH.npy",
-                   help="true class indices, indexed by each example's integer external_id")
+    p.add_argument("--oracle", required=True, metavar="TRUTH",
+                   help="the true labels, matched by each example's external_id: a .json "
+                        "object {external_id: label}, or an example file as ingest reads "
+                        "it (.csv, .npz, .jsonl, .txt; its labels taken as the truth), or a "
+                        ".npy array of class indices indexed by integer external ids")
     p.add_argument("--max-queries", type=int, default=None)
     p.add_argument("--idle-timeout", type=float, default=3.0,
                    help="stop once no query is open and the service was idle this long")
@@ -30,9 +35,14 @@ def register(sub, common) -> None:
 
 def cmd_annotate(client: CincerClient, args) -> int:
     """Answer queries until idle, ``--max-queries`` or ``--timeout`` (then exit status 1)."""
-    truth = read_oracle(args.oracle)
     if args.max_queries is not None and args.max_queries < 0:
         raise BadInput("--max-queries must not be negative")
+    project = None
+    if os.path.splitext(args.oracle)[1].lower() in PROJECT_ORACLES:
+        if not os.path.isfile(args.oracle):         # before any request
+            raise BadInput(f"cannot read the oracle {args.oracle}: no such file")
+        project = client.get_project(args.project)  # its class names and input shape
+    truth = read_oracle(args.oracle, project)
     log = open(args.log, "w") if args.log else None
     try:
         with tqdm(total=args.max_queries, unit="query", desc="annotate", file=sys.stderr,

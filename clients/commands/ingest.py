@@ -1,7 +1,9 @@
-"""``ingest``: send a .csv or .npz file's examples to a project, in batches, and print a
-JSON summary (count, statuses, first and last id)."""
+"""``ingest``: send a .csv, .npz, .jsonl or .txt file's examples to a project, in batches,
+and print a JSON summary (count, statuses, first and last id). The formats are
+``clients.readers``'s."""
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from collections import Counter
@@ -12,11 +14,30 @@ from ..client import DEFAULT_BATCH_SIZE, CincerClient
 from ..errors import EXIT_OK
 from ..readers import load_items
 
+FORMATS_HELP = """\
+file formats (by extension):
+  .csv    header row; a 'label' column (class index, or class name when not an
+          integer), optional 'external_id' and 'source' columns, every other column
+          a feature in file order
+  .npz    arrays X (n x features) and y (n class indices), optional ids
+  .jsonl  one JSON object per line, like an item of the REST ingest body:
+          {"external_id": "a1", "label": "cat", "x": [0.1, 0.2, ...]}
+          label: a class name (string) or index (integer); the input as x, text
+          (text projects, with an optional embedding) or image (base64 PNG/JPEG)
+  .txt    text projects, one example per line: LABEL<TAB>TEXT
+          (label: class index, or class name when not an integer; the text is
+          everything after the first tab; blank lines are skipped; UTF-8)
+Without an external_id an example's id is its row index in the file (0, 1, ...).
+--source tags every example; otherwise a file's own source values are kept."""
+
 
 def register(sub, common) -> None:
     """Add the ``ingest`` subcommand."""
-    p = sub.add_parser("ingest", parents=[common], help="send a .csv or .npz file's examples")
-    p.add_argument("file", metavar="FILE")
+    p = sub.add_parser("ingest", parents=[common],
+                       help="send a .csv, .npz, .jsonl or .txt file's examples",
+                       description="Send a file's examples to the project, in batches.",
+                       epilog=FORMATS_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("file", metavar="FILE", help="the examples; the extension names the format")
     p.add_argument("--source", default=None, help="source tag stored with every example")
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     p.set_defaults(func=cmd_ingest)

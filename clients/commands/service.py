@@ -1,5 +1,5 @@
-"""``health``, ``metrics`` and ``openapi``: the service itself (no project; ``health``
-and ``metrics`` need no token)."""
+"""``health``, ``metrics``, ``openapi`` and ``workers``: the service itself (no project;
+``health`` and ``metrics`` need no token, ``workers`` an admin token)."""
 from __future__ import annotations
 
 import sys
@@ -17,6 +17,10 @@ def register(sub, common) -> None:
     p.set_defaults(func=cmd_metrics, needs_project=False, needs_token=False)
     p = sub.add_parser("openapi", parents=[common], help="the API's OpenAPI document")
     p.set_defaults(func=cmd_openapi, needs_project=False, needs_token=False)
+    p = sub.add_parser("workers", parents=[common],
+                       help="the workers running background jobs: queues, device, heartbeat "
+                            "(admin token)")
+    p.set_defaults(func=cmd_workers, needs_project=False)
 
 
 def cmd_health(client: CincerClient, args) -> int:
@@ -30,3 +34,7 @@ def cmd_metrics(client: CincerClient, args) -> int:
 
 def cmd_openapi(client: CincerClient, args) -> int:
     return emit(client.openapi())
+
+
+def cmd_workers(client: CincerClient, args) -> int:
+    return emit({"items": client.list_workers()})

@@ -22,7 +22,7 @@ def test_parser_has_every_command_in_order():
     assert list(sub.choices) == ["ingest", "annotate", "export", "stats", "wait-idle", "bench",
                                  "projects", "tokens", "examples", "queries", "models",
                                  "audits", "overview", "webhooks", "health", "metrics",
-                                 "openapi"]
+                                 "openapi", "workers"]
     assert sub.choices["bench"].get_default("needs_project") is False
     actions = {name: list(next(a for a in parser._actions if a.dest == "action").choices)
                for name, parser in sub.choices.items()

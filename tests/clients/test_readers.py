@@ -111,8 +111,8 @@ def test_load_items_reshapes_and_tags(tmp_path):
 
 
 def test_load_items_errors(tmp_path):
-    with pytest.raises(BadInput, match=r"d.txt: expected a .csv or .npz file"):
-        load_items(str(tmp_path / "d.txt"), PROJECT, None)
+    with pytest.raises(BadInput, match=r"d.tsv: expected a .csv, .npz, .jsonl or .txt file"):
+        load_items(str(tmp_path / "d.tsv"), PROJECT, None)
     path = tmp_path / "d.npz"
     np.savez(path, X=np.zeros((2, 3)), y=np.array([0, 1]))
     with pytest.raises(BadInput, match=r"each row has 3 features; project 1 expects "
@@ -154,7 +154,7 @@ def test_read_oracle_unreadable(tmp_path):
     np.save(objects, np.array([{"a": 1}], dtype=object))
     with pytest.raises(BadInput, match="cannot read the oracle .*objects.npy"):
         read_oracle(str(objects))
-    archive = tmp_path / "truth.npz"
-    np.savez(archive, truth=np.array([0, 1]))
+    archive = tmp_path / "truth.bin"                   # an .npz archive under another name
+    np.savez(open(archive, "wb"), truth=np.array([0, 1]))
     with pytest.raises(BadInput, match="got an .npz archive"):
         read_oracle(str(archive))
