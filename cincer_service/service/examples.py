@@ -2,7 +2,9 @@
 label history.
 
 Until the bootstrap set is complete, ingested examples form the initial training set
-(status ``accepted``); later ones wait (``pending``) for the ``screen`` job.
+(status ``accepted``); later ones wait (``pending``) for the ``screen`` job. Items with
+``split: "evaluation"`` form the evaluation set instead (status ``evaluation``, label
+trusted): never trained on, screened or queried, only scored on (``evaluation``).
 """
 from __future__ import annotations
 
@@ -11,12 +13,16 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..featurize import BadItem, featurize
-from . import jobs
-from .context import TRAINING, ServiceContext, example_row, project_row
+from . import evaluation, jobs
+from .context import EXAMPLE_STATUSES, TRAINING, ServiceContext, example_row, project_row
 from .errors import BadInput, Conflict
 from .labels import LabelChange, change_labels
 from .projects import label_error, label_index, label_name
-from .store import Example, LabelEvent, Project, utcnow
+from .store import Example, LabelEvent, Project, retry_transaction, utcnow
+
+# Every example status a list can ask for: the lifecycle's and the sets kept aside from it
+# (``holdout``, ``evaluation``).
+STATUSES = (*EXAMPLE_STATUSES, *evaluation.SET_ASIDE)
 
 
 def example_view(e: Example, project: Project) -> dict:
@@ -44,9 +50,11 @@ def ingest(ctx: ServiceContext, pid: int, items: list, actor: str = "ingest") ->
     Idempotent by ``external_id`` (unique per project): an item already stored with the same
     input and label is a replay (``outcome: replayed``, nothing stored); the same input with
     another label is a label change recorded in the history as ``ingest_update``
-    (``outcome: updated``); another input under a stored ``external_id`` is a ``Conflict``.
-    Until the bootstrap set is complete (``bootstrap_size`` examples of at least two
-    classes) new examples join the training set; later ones wait for screening."""
+    (``outcome: updated``); another input, or the other split, under a stored
+    ``external_id`` is a ``Conflict``. Until the bootstrap set is complete
+    (``bootstrap_size`` examples of at least two classes) new examples join the training
+    set; later ones wait for screening. An item with ``split: "evaluation"`` joins the
+    evaluation set (status ``evaluation``, ``confirmed``) and changes nothing else."""
     if not isinstance(items, list) or not items:
         raise BadInput("the batch is empty", {"items": ["at least one item"]})
     if len(items) > ctx.settings.max_batch:
@@ -59,6 +67,7 @@ def ingest(ctx: ServiceContext, pid: int, items: list, actor: str = "ingest") ->
         return _ingest(ctx, pid, items, actor)
 
 
+@retry_transaction
 def _ingest(ctx: ServiceContext, pid: int, items: list, actor: str) -> list[dict]:
     with ctx.store.session() as s:
         project = project_row(s, pid, lock=True)
@@ -71,6 +80,11 @@ def _ingest(ctx: ServiceContext, pid: int, items: list, actor: str) -> list[dict
         if clashes:
             raise Conflict("these external ids are stored with a different input; nothing "
                            "was stored", {"external_ids": clashes[:50]})
+        crossing = [r["external_id"] for r in rows if r["external_id"] in known
+                    and _split_of(known[r["external_id"]]) != r["split"]]
+        if crossing:
+            raise Conflict("these external ids are stored in the other split (training or "
+                           "evaluation); nothing was stored", {"external_ids": crossing[:50]})
         bootstrapping = project.wanted_generation < 0 and project.trained_generation < 0
         have, labels = 0, set()
         if bootstrapping:
@@ -82,13 +96,16 @@ def _ingest(ctx: ServiceContext, pid: int, items: list, actor: str) -> list[dict
         for row in rows:
             old = known.get(row["external_id"])
             if old is None:
+                split = row.pop("split")
                 ready = have >= project.bootstrap_size and len(labels) >= 2
                 status = "accepted" if bootstrapping and not ready else "pending"
-                if status == "accepted":
+                if split == "evaluation":
+                    status = evaluation.EVALUATION_STATUS
+                elif status == "accepted":
                     have, training_changed = have + 1, True
                     labels.add(row["label"])
                 example = Example(project_id=pid, status=status, created_at=now,
-                                  updated_at=now, **row)
+                                  updated_at=now, confirmed=split == "evaluation", **row)
                 s.add(example)
                 s.flush()
                 s.add(LabelEvent(example_id=example.id, old_label=None,
@@ -114,6 +131,11 @@ def _ingest(ctx: ServiceContext, pid: int, items: list, actor: str) -> list[dict
     return results
 
 
+def _split_of(example: Example) -> str:
+    """``evaluation`` for an example of the evaluation set, else ``training``."""
+    return "evaluation" if example.status == evaluation.EVALUATION_STATUS else "training"
+
+
 def validate_items(project: Project, items: list) -> list[dict]:
     """Check each item against the project's input kind, shape and classes (a label is a
     class name or index) and featurize it; ``BadInput`` listing every bad field, or the
@@ -134,20 +156,25 @@ def validate_items(project: Project, items: list) -> list[dict]:
             if external_id in seen:
                 errors[f"{where}.external_id"] = ["appears twice in this batch"]
             seen.add(external_id)
+        split = item.get("split", "training")
+        if split is None:
+            split = "training"
+        if split not in evaluation.SPLITS:
+            errors[f"{where}.split"] = [f"one of {', '.join(evaluation.SPLITS)}"]
         try:
             x, raw = featurize(project.input_kind, item, shape)
         except BadItem as exc:
             errors.update({f"{where}.{field}": messages
                            for field, messages in exc.errors.items()})
             continue
-        if label is None:
+        if label is None or split not in evaluation.SPLITS:
             continue
         source = item.get("source")
         rows.append({"external_id": external_id,
                      "source": None if source is None else str(source)[:200],
                      "x": np.ascontiguousarray(x, dtype=np.float32).tobytes(), "raw": raw,
                      "label": label,
-                     "original_label": label})
+                     "original_label": label, "split": split})
     if errors:
         raise BadInput(f"{len(errors)} invalid field(s); nothing was stored", errors)
     return rows

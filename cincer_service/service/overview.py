@@ -26,7 +26,7 @@ from .context import ServiceContext, latest_version, project_row
 from .errors import BadInput, Conflict
 from .labels import REMOVED, LabelChange, change_labels, count_towards_retrain
 from .projects import label_error, label_index
-from .store import Audit, Example, LabelEvent, ModelVersion, Overview, Query, utcnow
+from .store import Audit, Example, LabelEvent, ModelVersion, Overview, Query, retry_transaction, utcnow
 
 ACTIONS = ("relabel", "confirm", "remove")
 HISTOGRAM_BINS = 10                 # mismatch scores lie in [0.5, 1]
@@ -344,6 +344,7 @@ def apply_action(ctx: ServiceContext, pid: int, action: str, example_ids: list[i
     raise BadInput(f"unknown action {action!r}", {"action": [f"one of {', '.join(ACTIONS)}"]})
 
 
+@retry_transaction
 def _apply(ctx, pid, example_ids, action, actor, reason, label=None) -> dict:
     ids = sorted({int(i) for i in example_ids})
     if not ids:

@@ -19,7 +19,7 @@ from .context import ServiceContext, project_row, query_row
 from .errors import BadInput, Conflict, Forbidden
 from .labels import LabelChange, change_labels, count_towards_retrain
 from .projects import label_error, label_index, label_name
-from .store import Example, Project, Query, utcnow
+from .store import Example, Project, Query, retry_transaction, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,7 @@ def query_view(s, q: Query, project: Project) -> dict:
             "alternatives": [ranked_view(s, r, classes) for r in (q.ranking or [])[1:]]}
 
 
+@retry_transaction
 def lease_next_query(ctx: ServiceContext, pid: int, principal: Principal) -> dict | None:
     """Lease the open query (or one whose lease expired) of highest ``priority`` to
     ``principal`` (ties, and every query of a ``queue_order = "fifo"`` project: the oldest);
@@ -115,6 +116,7 @@ def get_query(ctx: ServiceContext, pid: int, qid: int) -> dict:
         return query_view(s, query_row(s, pid, qid), project_row(s, pid))
 
 
+@retry_transaction
 def answer_query(ctx: ServiceContext, pid: int, qid: int, example_label,
                  counterexample_label, principal: Principal,
                  counterexample_not_sure: bool = False) -> dict:
@@ -185,6 +187,7 @@ def release_query(ctx: ServiceContext, pid: int, qid: int, principal: Principal)
         return query_view(s, q, project)
 
 
+@retry_transaction
 def correct_answer(ctx: ServiceContext, pid: int, qid: int, example_label,
                    counterexample_label, reason: str, principal: Principal,
                    counterexample_not_sure: bool = False) -> dict:

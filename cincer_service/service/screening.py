@@ -42,6 +42,8 @@ def screen_pending(ctx: ServiceContext, pid: int) -> int:
             probs = clf.predict_proba(np.stack([e.features(project.input_shape)
                                                 for e in batch]))
             labels = [e.label for e in batch]
+            # The lock order: the project before the examples this batch claims.
+            project = project_row(s, pid, lock=True)
             threshold, _, window = budget.screen_threshold(
                 project.threshold, project.query_budget, project.recent_margins,
                 budget.margins(probs, labels))

@@ -6,7 +6,11 @@ workers on other machines need no shared disk), tokens and audits.
 """
 from __future__ import annotations
 
+import functools
+import logging
 import os
+import random
+import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 
@@ -26,6 +30,7 @@ from sqlalchemy import (
     create_engine,
     event,
 )
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 from sqlalchemy.pool import StaticPool
 
@@ -383,6 +388,46 @@ class Store:
 
 
 MIGRATION_LOCK_KEY = 0x43494E43   # "CINC"
+
+log = logging.getLogger(__name__)
+
+# PostgreSQL's deadlock_detected and serialization_failure: the transaction did nothing and
+# may simply run again.
+RETRYABLE_PGCODES = ("40P01", "40001")
+TRANSACTION_ATTEMPTS = 4
+
+
+def is_retryable(error: BaseException) -> bool:
+    """A database error after which the whole transaction can run again unchanged: a
+    deadlock or serialization failure (PostgreSQL), a locked database (SQLite)."""
+    if not isinstance(error, DBAPIError):
+        return False
+    original = error.orig
+    if getattr(original, "pgcode", None) in RETRYABLE_PGCODES:
+        return True
+    return "database is locked" in str(original)
+
+
+def retry_transaction(use_case):
+    """Run ``use_case`` again (at most ``TRANSACTION_ATTEMPTS`` times, after a short random
+    pause) when its transaction failed with a deadlock or serialization failure, so callers
+    never see one; every other error passes through. The use case must do all its writes in
+    transactions that roll back on error (``Store.session``): its follow-ups are dropped and
+    recorded again by the next attempt."""
+
+    @functools.wraps(use_case)
+    def run(*args, **kwargs):
+        for attempt in range(1, TRANSACTION_ATTEMPTS + 1):
+            try:
+                return use_case(*args, **kwargs)
+            except DBAPIError as error:
+                if attempt == TRANSACTION_ATTEMPTS or not is_retryable(error):
+                    raise
+                log.info("%s: %s; running it again (attempt %d)", use_case.__name__,
+                         type(error.orig).__name__, attempt + 1)
+                time.sleep(random.uniform(0.0, 0.01 * 2 ** attempt))
+
+    return run
 
 # Session.info keys: follow-ups recorded in the open transaction (``jobs.FOLLOWUPS``) and
 # those whose transaction committed, waiting for the session to close.

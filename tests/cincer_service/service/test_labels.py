@@ -1,4 +1,8 @@
-"""labels: the one label-change function, from every door."""
+"""labels: the one label-change function, from every door, also at the same instant."""
+import os
+import threading
+from functools import partial
+
 import pytest
 from sqlalchemy import select
 
@@ -12,6 +16,7 @@ from tests.support.service import (
     new_project,
     true_answer,
 )
+from tests.support.services import postgres_database
 
 CLASSES = ["malignant", "benign"]
 
@@ -100,3 +105,64 @@ def test_open_queries_are_told_when_a_side_changes(project):
 def test_an_unknown_cause_is_refused():
     with pytest.raises(ValueError):
         labels.LabelChange(1, 0, "because")
+
+
+def at_once(*works) -> list[str]:
+    """Run the callables in threads released together; the errors they raised."""
+    start, failures = threading.Barrier(len(works)), []
+
+    def run(work):
+        start.wait()
+        try:
+            work()
+        except Exception as exc:            # noqa: BLE001  (collected, asserted by callers)
+            failures.append(f"{type(exc).__name__}: {exc}")
+
+    threads = [threading.Thread(target=run, args=(w,)) for w in works]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return failures
+
+
+DATABASES = ["sqlite"] + (["postgresql"] if os.environ.get("CINCER_TEST_POSTGRES_URL") else [])
+ROUNDS = 40
+
+
+@pytest.fixture(params=DATABASES)
+def database_url(request, tmp_path):
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'cincer.db'}"
+        return
+    with postgres_database() as url:
+        assert url is not None, "CINCER_TEST_POSTGRES_URL is set but PostgreSQL does not answer"
+        yield url
+
+
+def test_an_answer_and_a_batch_relabel_at_once_keep_every_history(tmp_path, stream,
+                                                                  database_url):
+    """40 rounds: an annotator answers a pair while the owner batch-relabels the same two
+    examples at the same instant. No error (deadlocks are retried inside the service),
+    every history chains, every current label is its newest event's."""
+    data, _, _ = stream
+    ctx = make_context(tmp_path, database_url=database_url)
+    pid = new_project(ctx, retrain={"mode": "warm", "every_n_answers": 100000})
+    examples.ingest(ctx, pid, items(stream, 0, BOOTSTRAP + 200))
+    ann = annotator(ctx, pid)
+    failures, rounds = [], 0
+    for _ in range(ROUNDS):
+        q = queries.lease_next_query(ctx, pid, ann)
+        if q is None:
+            break
+        truth = true_answer(q, data.y_train)
+        sides = [q["example"]["id"]] + ([q["counterexample"]["id"]] if q["counterexample"]
+                                        else [])
+        failures += at_once(
+            partial(queries.answer_query, ctx, pid, q["id"], *truth, ann),
+            partial(overview.relabel_examples, ctx, pid, sides, 1 - truth[0], "owner"))
+        rounds += 1
+    assert rounds >= 10, "too few open queries for the test"
+    assert failures == []
+    assert history_chains(ctx, pid) == (0, 0)
+    ctx.store.engine.dispose()
