@@ -338,11 +338,12 @@ class CincerClient:
                           params={"min_score": min_score, "max_score": max_score})
 
     def overview_action(self, pid: int, action: str, example_ids: list[int],
-                        label: int | None = None, reason: str | None = None) -> dict:
-        """``POST /projects/{pid}/overview/actions`` (admin): relabel, confirm or remove."""
+                        label: int | str | None = None, reason: str | None = None) -> dict:
+        """``POST /projects/{pid}/overview/actions`` (admin): relabel, confirm or remove;
+        ``label`` is a class name (a string) or index (an integer)."""
         body = {"action": action, "example_ids": [int(i) for i in example_ids]}
         if label is not None:
-            body["label"] = int(label)
+            body["label"] = _label(label)
         if reason is not None:
             body["reason"] = reason
         return self._json("POST", f"/projects/{int(pid)}/overview/actions", json=body)

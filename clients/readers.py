@@ -4,9 +4,10 @@ the line-based formats).
 
 Example files (``FORMATS``), chosen by the file's extension:
 
-- ``.csv``: a header row, a ``label`` column (class index, or class name when not an
-  integer), optional ``external_id`` and ``source`` columns, every other column a feature
-  in file order.
+- ``.csv``: a header row, a ``label`` column (see "labels" below) or a ``label_name``
+  column (class names; it wins when both are there, as in the service's export), optional
+  ``external_id`` and ``source`` columns, every other column a feature in file order (the
+  export's other columns, ``EXPORT_ONLY``, are skipped).
 - ``.npz``: arrays ``X`` (n x features, or n x input_shape), ``y`` (n class indices),
   optional ``ids``.
 - ``.jsonl``: one JSON object per line, shaped like an item of the REST ingest body:
@@ -15,8 +16,16 @@ Example files (``FORMATS``), chosen by the file's extension:
   (text projects, optionally with ``embedding``) or ``image`` (base64 PNG/JPEG); optional
   ``external_id`` (a string, as in the REST body) and ``source``.
 - ``.txt``: one example per line, ``LABEL<TAB>TEXT`` (for text projects): the label
-  (class index, or class name when not an integer) before the first tab, the text after it
-  (kept as is, tabs included). Blank lines are skipped; UTF-8.
+  before the first tab (see "labels" below), the text after it (kept as is, tabs
+  included). Blank lines are skipped; UTF-8.
+
+Labels, one rule everywhere (the REST API, the client, these readers): a string is a class
+name and an integer is a class index. JSON (``.jsonl``, ``.json`` oracles) has both types.
+In ``.csv`` and ``.txt`` files, and labels typed at the command line, everything is text, so
+the readers never guess cell by cell: in a project whose class names are digits
+(``["1", "0"]``) every label is read as a class name ("1" is class "1", never index 1),
+and the CLI says so once (``label_note``); in any other project digits are a class index
+and anything else a class name.
 
 Without ids, an example's ``external_id`` is its row index in the file (blank lines not
 counted). Features of ``.csv`` and ``.npz`` files are reshaped to the project's
@@ -48,13 +57,16 @@ def read_csv(path: str, classes: list[str]) -> tuple[np.ndarray, np.ndarray, lis
     if not rows:
         raise BadInput(f"{path} is empty: expected a header row with a 'label' column")
     header = [h.strip() for h in rows[0]]
-    if "label" not in header:
+    if "label" not in header and "label_name" not in header:
         raise BadInput(f"{path}: the header has no 'label' column (got {header[:8]})")
-    special = {"label", "external_id", "source"}
+    special = {"label", "external_id", "source", *EXPORT_ONLY}
     feature_columns = [i for i, h in enumerate(header) if h not in special]
     if not feature_columns:
         raise BadInput(f"{path}: no feature columns besides label/external_id/source")
     where = {h: header.index(h) for h in special if h in header}
+    # Class names win over indices when the file has both (the service's export does).
+    label_column = where["label_name"] if "label_name" in where else where["label"]
+    read_label = name_label if "label_name" in where else parse_label
     X, y, ids, sources = [], [], [], []
     for line, row in enumerate(rows[1:], start=2):
         if not row or all(not cell.strip() for cell in row):
@@ -65,7 +77,7 @@ def read_csv(path: str, classes: list[str]) -> tuple[np.ndarray, np.ndarray, lis
             X.append([float(row[i]) for i in feature_columns])
         except ValueError as exc:
             raise BadInput(f"{path}:{line}: a feature is not a number ({exc})") from None
-        y.append(parse_label(row[where["label"]], classes, f"{path}:{line}"))
+        y.append(read_label(row[label_column], classes, f"{path}:{line}"))
         ids.append(row[where["external_id"]].strip() or None if "external_id" in where
                    else str(len(ids)))
         sources.append(row[where["source"]].strip() or None if "source" in where else None)
@@ -74,19 +86,56 @@ def read_csv(path: str, classes: list[str]) -> tuple[np.ndarray, np.ndarray, lis
     return np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.int64), ids, sources
 
 
-def parse_label(text: str, classes: list[str], where: str) -> int:
-    """A class index (an integer) or a class name; ``BadInput`` otherwise."""
+def digit_names(classes) -> bool:
+    """Whether some class name is written in digits (``"1"``, ``"0"``): then a label given
+    as text is always read as a class name (see the module docstring)."""
+    return any(_is_integer(str(c)) for c in classes)
+
+
+def _is_integer(text: str) -> bool:
     text = text.strip()
-    try:
-        label = int(text)
-    except ValueError:
-        if text in classes:
-            return classes.index(text)
-        raise BadInput(f"{where}: label {text!r} is neither a class index nor one of the "
-                       f"project's classes {classes}") from None
+    return text[1:].isdigit() if text[:1] in "+-" else text.isdigit()
+
+
+def parse_label(text: str, classes: list[str], where: str) -> int:
+    """A label given as text (a ``.csv`` or ``.txt`` cell, a label typed at the command
+    line) as a class index, by the one rule: in a project whose class names are digits it
+    is a class name; otherwise digits are a class index and anything else a class name.
+    ``BadInput`` when it is neither."""
+    text = text.strip()
+    classes = [str(c) for c in classes]
+    if digit_names(classes) or not _is_integer(text):
+        return name_label(text, classes, where)
+    label = int(text)
     if not 0 <= label < len(classes):
         raise BadInput(f"{where}: label {label} is outside [0, {len(classes)})")
     return label
+
+
+def name_label(text: str, classes: list[str], where: str) -> int:
+    """The index of the class named ``text``; ``BadInput`` when there is none."""
+    text = text.strip()
+    classes = [str(c) for c in classes]
+    if text in classes:
+        return classes.index(text)
+    if digit_names(classes) and _is_integer(text):
+        raise BadInput(f"{where}: label {text!r} is not one of the project's classes "
+                       f"{classes}; their names are digits, so labels are read as class "
+                       "names, never as indices (give indices as JSON integers in a .jsonl "
+                       "file)")
+    raise BadInput(f"{where}: label {text!r} is neither a class index nor one of the "
+                   f"project's classes {classes}")
+
+
+def label_note(project: dict) -> str | None:
+    """The one line the CLI prints when labels given as text are read as class names
+    because the project's class names are digits; ``None`` otherwise."""
+    classes = [str(c) for c in project.get("classes") or ()]
+    if not digit_names(classes):
+        return None
+    shown = ", ".join(repr(c) for c in classes[:6]) + (", ..." if len(classes) > 6 else "")
+    return (f"note: project {project.get('id')}'s class names are digits ({shown}), so "
+            "labels given as text are read as class names, not indices")
 
 
 def read_npz(path: str, classes: list[str]) -> tuple[np.ndarray, np.ndarray, list, list]:
@@ -129,6 +178,11 @@ def read_npz(path: str, classes: list[str]) -> tuple[np.ndarray, np.ndarray, lis
 
 
 FORMATS = (".csv", ".npz", ".jsonl", ".txt")
+# Columns of the service's export (``GET /projects/{pid}/export``) that are neither the
+# label, the ids, the source nor a feature: a ``.csv`` export reads back as examples.
+EXPORT_ONLY = ("id", "label_name", "original_label", "original_label_name", "status",
+               "confirmed", "changed_by", "changed_at", "created_at", "image", "text",
+               "embedding")
 # The keys of a REST ingest item (``.jsonl`` lines).
 ITEM_KEYS = ("external_id", "x", "image", "text", "embedding", "label", "source")
 INPUT_KEYS = ("x", "image", "text")

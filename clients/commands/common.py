@@ -7,6 +7,7 @@ import json
 import sys
 
 from ..errors import EXIT_OK, BadInput
+from ..readers import digit_names, label_note
 
 
 def add_group(sub, common, name: str, help: str):
@@ -54,14 +55,27 @@ def int_list(text: str, what: str) -> list[int]:
         raise BadInput(f"{what}: expected comma-separated integers, got {text!r}") from None
 
 
-def label(text: str | None):
-    """A label as typed: digits are a class index, anything else a class name."""
+def label(text: str | None, classes=None):
+    """A label as typed, by the readers' one rule (``clients.readers.parse_label``): a
+    class name (a string) in a project whose class names are digits (``classes``), else
+    digits are a class index (an int) and anything else a class name (a string). The
+    service checks it against the project."""
     if text is None:
         return None
     text = text.strip()
     if not text:
         raise BadInput("a label must not be empty: give a class name or index")
+    if classes is not None and digit_names(classes):
+        return text
     return int(text) if text.isdigit() else text
+
+
+def note_digit_names(project: dict, texts) -> None:
+    """Print ``readers.label_note`` (one line, stderr) when one of the labels typed as
+    ``texts`` is digits that are read as a class name."""
+    note = label_note(project)
+    if note and any(t is not None and t.strip().isdigit() for t in texts):
+        print(note, file=sys.stderr)
 
 
 def read_json_object(path: str) -> dict:

@@ -12,21 +12,26 @@ from tqdm import tqdm
 
 from ..client import DEFAULT_BATCH_SIZE, CincerClient
 from ..errors import EXIT_OK
-from ..readers import load_items
+from ..readers import label_note, load_items
+
+# Formats whose labels are text (JSON has strings and integers; .npz holds indices).
+TEXT_LABEL_FORMATS = (".csv", ".txt")
 
 FORMATS_HELP = """\
 file formats (by extension):
-  .csv    header row; a 'label' column (class index, or class name when not an
-          integer), optional 'external_id' and 'source' columns, every other column
-          a feature in file order
+  .csv    header row; a 'label' column (or 'label_name': class names), optional
+          'external_id' and 'source' columns, every other column a feature in file
+          order (an export's other columns are skipped)
   .npz    arrays X (n x features) and y (n class indices), optional ids
   .jsonl  one JSON object per line, like an item of the REST ingest body:
           {"external_id": "a1", "label": "cat", "x": [0.1, 0.2, ...]}
           label: a class name (string) or index (integer); the input as x, text
           (text projects, with an optional embedding) or image (base64 PNG/JPEG)
   .txt    text projects, one example per line: LABEL<TAB>TEXT
-          (label: class index, or class name when not an integer; the text is
-          everything after the first tab; blank lines are skipped; UTF-8)
+          (the text is everything after the first tab; blank lines are skipped; UTF-8)
+labels: a string is a class name, an integer a class index. In .csv and .txt files
+(all text) digits are a class index, unless the project's class names are digits:
+then every label is read as a class name, and ingest says so.
 Without an external_id an example's id is its row index in the file (0, 1, ...).
 --source tags every example; otherwise a file's own source values are kept."""
 
@@ -47,6 +52,9 @@ def cmd_ingest(client: CincerClient, args) -> int:
     """Read ``args.file`` into items shaped for the project, send them, print the summary."""
     project = client.get_project(args.project)
     items = load_items(args.file, project, args.source)
+    note = label_note(project)
+    if note and args.file.lower().endswith(TEXT_LABEL_FORMATS):
+        print(note, file=sys.stderr)
     with tqdm(total=len(items), unit="ex", desc="ingest", file=sys.stderr,
               disable=args.quiet) as bar:
         results = client.ingest(args.project, items, batch_size=args.batch_size,

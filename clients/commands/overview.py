@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from ..client import CincerClient
 from ..errors import BadInput
-from .common import add_action, add_group, emit, int_list
+from .common import add_action, add_group, emit, int_list, label, note_digit_names
 
 
 def register(sub, common) -> None:
@@ -32,7 +32,8 @@ def register(sub, common) -> None:
     p.add_argument("kind", choices=("relabel", "confirm", "remove"), metavar="ACTION",
                    help="relabel, confirm or remove")
     p.add_argument("--ids", required=True, help="comma-separated example ids")
-    p.add_argument("--label", type=int, default=None, help="the new class index (relabel)")
+    p.add_argument("--label", default=None,
+                   help="the new label (relabel): class name or index")
     p.add_argument("--reason", default=None, help="kept in each example's label history")
     p = add_action(actions, common, "progress", cmd_progress,
                    "answers and label changes per model version")
@@ -55,9 +56,14 @@ def cmd_cell(client: CincerClient, args) -> int:
 
 def cmd_action(client: CincerClient, args) -> int:
     if args.kind == "relabel" and args.label is None:
-        raise BadInput("relabel needs --label (the new class index)")
+        raise BadInput("relabel needs --label (the new class name or index)")
+    new_label = None
+    if args.label is not None:
+        project = client.get_project(args.project)
+        note_digit_names(project, (args.label,))
+        new_label = label(args.label, [str(c) for c in project["classes"]])
     return emit(client.overview_action(args.project, args.kind, int_list(args.ids, "--ids"),
-                                       args.label, args.reason))
+                                       new_label, args.reason))
 
 
 def cmd_progress(client: CincerClient, args) -> int:

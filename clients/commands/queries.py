@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from ..client import CincerClient
 from ..errors import BadInput
-from .common import add_action, add_group, add_page_options, emit, label
+from .common import add_action, add_group, add_page_options, emit, label, note_digit_names
 
 
 def register(sub, common) -> None:
@@ -49,10 +49,17 @@ def add_label_flags(parser) -> None:
                         help="unsure about the counter-example: leave its label alone")
 
 
-def labels(args) -> tuple:
+def labels(client: CincerClient, args) -> tuple:
+    """The typed labels by the one label rule, read with the project's classes."""
     if args.not_sure and args.counterexample_label is not None:
         raise BadInput("give --counterexample-label or --not-sure, not both")
-    return label(args.label), label(args.counterexample_label), args.not_sure
+    for text in (args.label, args.counterexample_label):
+        label(text)                     # an empty label is refused before asking the service
+    project = client.get_project(args.project)
+    classes = [str(c) for c in project["classes"]]
+    note_digit_names(project, (args.label, args.counterexample_label))
+    return (label(args.label, classes), label(args.counterexample_label, classes),
+            args.not_sure)
 
 
 def cmd_list(client: CincerClient, args) -> int:
@@ -68,7 +75,7 @@ def cmd_next(client: CincerClient, args) -> int:
 
 
 def cmd_answer(client: CincerClient, args) -> int:
-    example, counterexample, not_sure = labels(args)
+    example, counterexample, not_sure = labels(client, args)
     return emit(client.answer_query(args.project, args.query_id, example, counterexample,
                                     not_sure))
 
@@ -78,6 +85,6 @@ def cmd_release(client: CincerClient, args) -> int:
 
 
 def cmd_correct(client: CincerClient, args) -> int:
-    example, counterexample, not_sure = labels(args)
+    example, counterexample, not_sure = labels(client, args)
     return emit(client.correct_answer(args.project, args.query_id, example, counterexample,
                                       args.reason, not_sure))
