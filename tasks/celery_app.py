@@ -13,15 +13,17 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import subprocess
 import sys
 import threading
+import time
 
 import redis
 from celery import Celery, Task
 from celery.signals import worker_process_init, worker_ready, worker_shutdown
 
-from cincer_service.service import workers
+from cincer_service.service import runner, workers
 from cincer_service.service.dispatch import Dispatcher
 from cincer_service.service.jobs import JOBS, QUEUES, RECONCILE, Submission, task_routes
 
@@ -101,11 +103,13 @@ def celery_init_app(app) -> Celery:
         # worker's main process, whose pool children are forked from it.
         threading.Thread(target=_register_worker, args=(ctx, name, queues, heartbeat),
                          name="cincer-register", daemon=True).start()
+        threading.Thread(target=_reconcile_forever, args=(ctx, heartbeat),
+                         name="cincer-reconciler", daemon=True).start()
 
     @worker_shutdown.connect(weak=False)
     def _stop_heartbeat(**_):
-        if "stop" in heartbeat:
-            heartbeat["stop"].set()
+        heartbeat.setdefault("stop", threading.Event()).set()
+        heartbeat.setdefault("stop_reconciler", threading.Event()).set()
 
     return celery_app
 
@@ -116,6 +120,31 @@ def _register_worker(ctx, name: str, queues: list, heartbeat: dict) -> None:
     heartbeat["stop"] = workers.start_heartbeat(ctx, name)
     print(f"cincer worker {name}: queues {', '.join(view['queues'])}; {device['summary']}",
           flush=True)
+
+
+RECONCILE_LOCK = "cincer:reconcile-lock"
+
+
+def _reconcile_forever(ctx, state: dict) -> None:
+    """The worker main process's reconciler: every ``reconcile_seconds`` one worker of the
+    cluster (a short Redis lock picks it) re-submits unfinished work, however deep the
+    queues are; beat's ``reconcile`` messages only add to it."""
+    stop = state.setdefault("stop_reconciler", threading.Event())
+    interval = float(ctx.settings.reconcile_seconds)
+    lock_ms = max(1, int(interval * 1000 * 0.9))
+    while not stop.wait(interval):
+        try:
+            client = redis_client(ctx.settings.redis_url)
+            if not client.set(RECONCILE_LOCK, os.getpid(), nx=True, px=lock_ms):
+                continue                       # another worker reconciles this round
+        except redis.RedisError:
+            pass                               # no broker: reconcile anyway, sends wait
+        try:
+            submitted = runner.reconcile(ctx)
+            if submitted:
+                log.info("reconciled: %s", submitted)
+        except Exception:                      # the database is away: next round
+            log.warning("reconcile failed", exc_info=True)
 
 
 def detect_device() -> dict:
@@ -132,20 +161,70 @@ def detect_device() -> dict:
 
 
 class CeleryDispatcher(Dispatcher):
-    """Sends each job to its queue on the Celery workers; never waits for it to run.
+    """Sends each job to its queue on the Celery workers; ``submit`` never waits for the
+    broker.
 
-    A job already waiting in the queue is not sent again (a short-lived marker in Redis,
-    cleared when the task starts), so the reconciler's repeated submissions and bursts of
-    ingests do not pile up duplicate messages behind a long retrain.
+    Submissions go to an in-process queue that one sender thread (per process: a forked
+    pool child starts its own) drains into Redis, so a request answers in the time it takes
+    to append to a list even while Redis hangs. A submission the sender cannot deliver
+    (broker down, ``MAX_WAITING`` reached) is dropped and logged: the work is in the
+    database and the reconciler sends it again. A job already waiting in the broker is not
+    sent again (a short-lived marker in Redis, cleared when the task starts), so the
+    reconciler's repeated submissions and bursts of ingests do not pile up duplicates.
     """
+
+    MAX_WAITING = 10_000
 
     def __init__(self, celery_app: Celery):
         self.celery_app = celery_app
+        self._lock = threading.Lock()
+        self._owner_pid = None
+        self._waiting: queue.Queue | None = None
+        self.dropped = 0
 
     def submit(self, submission: Submission) -> None:
         job = submission.job
         if JOBS.get(job.name) is not job:
             raise ValueError(f"unknown job {job!r}")
+        try:
+            self._sender_queue().put_nowait(submission)
+        except queue.Full:
+            self.dropped += 1
+            log.warning("%s not sent: %d submissions wait for the broker; the reconciler "
+                        "will send it", submission, self.MAX_WAITING)
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every submission so far reached the broker (or was dropped); False
+        when ``timeout`` seconds passed first."""
+        waiting, deadline = self._waiting, time.monotonic() + timeout
+        while waiting is not None and waiting.unfinished_tasks:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.005)
+        return True
+
+    def _sender_queue(self) -> queue.Queue:
+        with self._lock:
+            if self._owner_pid != os.getpid():       # first use, or a forked child
+                self._waiting = queue.Queue(self.MAX_WAITING)
+                self._owner_pid = os.getpid()
+                threading.Thread(target=self._send_forever, args=(self._waiting,),
+                                 name="cincer-celery-sender", daemon=True).start()
+            return self._waiting
+
+    def _send_forever(self, waiting: queue.Queue) -> None:
+        while True:
+            submission = waiting.get()
+            try:
+                self._send(submission)
+            except Exception as exc:          # the broker is away: the reconciler resends
+                self.dropped += 1
+                log.warning("could not send %s (%s); the reconciler will", submission, exc)
+            finally:
+                waiting.task_done()
+
+    def _send(self, submission: Submission) -> None:
+        job = submission.job
         if job is not RECONCILE and not self._mark_queued(submission):
             log.debug("%s already queued", submission)
             return

@@ -31,22 +31,29 @@ def healthz():
     except Exception as exc:
         raise Unavailable("the database does not answer",
                           {"database": f"{type(exc).__name__}: {exc}"[:500]}) from exc
-    return {"status": "ok", "mode": service.settings.mode,
-            "database": service.store.engine.dialect.name,
-            "broker": _broker_status(service.settings.redis_url)}
+    broker = _broker_status(service.settings.redis_url)
+    return {"status": "degraded" if broker == "degraded" else "ok",
+            "mode": service.settings.mode, "database": service.store.engine.dialect.name,
+            "broker": broker}
+
+
+# A broker that takes longer than this to answer a ping is reported as degraded.
+BROKER_PING_SECONDS = 0.2
 
 
 def _broker_status(redis_url: str | None) -> str | None:
-    """Informational only: work waits in the database while the broker is away."""
+    """``ok`` or ``degraded`` (down or hung: work waits in the database and the reconciler
+    sends it once the broker is back); ``None`` in embedded mode."""
     if not redis_url:
         return None
     import redis
-    client = redis.Redis.from_url(redis_url, socket_timeout=1, socket_connect_timeout=1)
+    client = redis.Redis.from_url(redis_url, socket_timeout=BROKER_PING_SECONDS,
+                                  socket_connect_timeout=BROKER_PING_SECONDS)
     try:
         client.ping()
         return "ok"
     except redis.RedisError:
-        return "unreachable"
+        return "degraded"
     finally:
         client.close()
 

@@ -6,11 +6,12 @@ from marshmallow import fields
 
 
 class HealthSchema(ma.Schema):
-    status = fields.String(metadata={"description": "ok"})
+    status = fields.String(metadata={"description": "ok, or degraded while the broker does "
+                                                   "not answer (requests still succeed)"})
     mode = fields.String(metadata={"enum": ["embedded", "celery"]})
     database = fields.String(metadata={"description": "the database dialect that answered"})
     broker = fields.String(allow_none=True,
-                           metadata={"description": "celery mode: ok or unreachable"})
+                           metadata={"description": "celery mode: ok, or degraded (down or hung)"})
 
 
 class WorkerSchema(ma.Schema):

@@ -130,6 +130,7 @@ def test_dispatcher_sends_each_waiting_job_once(tmp_path, redis_url):
     dispatcher.submit(jobs.RECONCILE())
     dispatcher.submit(jobs.RECONCILE())
     assert time.perf_counter() - started < 2.0          # never waits for a worker
+    assert dispatcher.flush(10)
 
     def sent(queue):
         return [(m["headers"]["task"], json.loads(base64.b64decode(m["body"]))[0])
@@ -140,6 +141,7 @@ def test_dispatcher_sends_each_waiting_job_once(tmp_path, redis_url):
     # Once a worker starts the job, a new submission is queued again.
     clear_queued(app.extensions["celery"], jobs.SCREEN(7))
     dispatcher.submit(jobs.SCREEN(7))
+    assert dispatcher.flush(10)
     assert sent("compute")[-1] == ("tasks.screen", [7]) and len(sent("compute")) == 3
     with pytest.raises(ValueError):
         dispatcher.submit(jobs.Job("nonsense", jobs.ProjectArg, jobs.COMPUTE)(1))
@@ -365,4 +367,30 @@ def test_counterexamples_run_only_on_the_compute_worker(tmp_path, redis_url, bre
     assert registered["cpu-host@test"]["queues"] == ["background"]
     assert {w["device"] for w in registered.values()} <= {"GPU", "CPU"}
     print("counter-examples computed by", sorted(set(computed)))
+    service.store.engine.dispose()
+
+
+def test_a_worker_reconciles_without_beat(tmp_path, redis_url, breast):
+    """Every message of an ingest is lost (the API's dispatcher drops them) and no beat
+    runs: the worker's own reconciler thread still trains, screens and opens the queries."""
+    from cincer_service.service import NullDispatcher
+    data, noisy = breast
+    database_url = f"sqlite:///{tmp_path / 'cincer.db'}"
+    app = celery_service(tmp_path, redis_url, database_url)
+    service = app.extensions["cincer"]
+    service.set_dispatcher(NullDispatcher())
+    pid = projects.create_project(service, ProjectSpec.build(**{
+        "name": "breast", "classes": ["malignant", "benign"], "input_shape": [30],
+        "model": {"kind": "lr", "max_epochs": 60}, "bootstrap_size": N_BOOTSTRAP}))["id"]
+    examples.ingest(service, pid, [{"x": data.X_train[i].tolist(), "label": int(noisy[i])}
+                                   for i in range(N_BOOTSTRAP + N_STREAM)])
+    env = worker_env(tmp_path, redis_url, database_url)
+    log = str(tmp_path / "worker.log")
+    with process([CLI, "worker", "--pool", "solo"], env, log):
+        try:
+            stats = wait_until(lambda: settled(service, pid, 1), 90, 0.2,
+                               "the work the worker's reconciler found")
+        except TimeoutError:
+            pytest.fail(f"the worker did not reconcile:\n{log_tail(log)}")
+    assert stats["model_version"] == 1 and stats["queries"]["open"] > 0
     service.store.engine.dispose()
