@@ -1,6 +1,11 @@
-"""Redis stopped for 10 s and started again (same port, empty: no persistence) while an
-ingest client and an annotator keep working over HTTP against gunicorn + two Celery workers
-+ beat (PostgreSQL when ``CINCER_TEST_POSTGRES_URL`` answers, else a SQLite file).
+"""Redis stopped for 10 s and started again (same port, empty: no persistence), or frozen
+(SIGSTOP: a hung broker that keeps its connections) and thawed, while an ingest client and
+an annotator keep working over HTTP against gunicorn + two Celery workers + beat
+(PostgreSQL when ``CINCER_TEST_POSTGRES_URL`` answers, else a SQLite file).
+
+While Redis is frozen, ingest and answer p99 stay within ``FROZEN_P99_SECONDS`` (job
+submission never waits for the broker), nothing answers 5xx, and everything settles within
+``SETTLE_AFTER_THAW_SECONDS`` of the thaw. The 30 s freeze is the ``long`` variant.
 
 Ingest and answers write to the database and must keep succeeding: the API swallows the
 failed job submissions and beat's reconciler redoes the work once Redis is back. The only
@@ -37,6 +42,8 @@ from .cluster import (
 pytestmark = pytest.mark.integration
 
 OUTAGE_SECONDS = 10.0
+FROZEN_P99_SECONDS = 0.5
+SETTLE_AFTER_THAW_SECONDS = 15.0
 BEFORE_SECONDS = 3.0
 AFTER_SECONDS = 5.0
 BATCH = 4
@@ -112,7 +119,17 @@ class Load:
             thread.join(90)
 
 
-def test_redis_outage_loses_nothing_and_work_resumes(tmp_path, record):
+@pytest.mark.parametrize("outage", ["stop", "freeze"])
+def test_redis_outage_loses_nothing_and_work_resumes(tmp_path, record, outage):
+    run_outage(tmp_path, record, outage, OUTAGE_SECONDS)
+
+
+@pytest.mark.long
+def test_redis_frozen_30_s(tmp_path, record):
+    run_outage(tmp_path, record, "freeze", 30.0)
+
+
+def run_outage(tmp_path, record, outage: str, outage_seconds: float):
     data = synthetic(N_DATA)
     measured = {}
     with redis_server() as redis, database_url(tmp_path) as (db_url, db_kind), \
@@ -133,14 +150,18 @@ def test_redis_outage_loses_nothing_and_work_resumes(tmp_path, record):
         try:
             time.sleep(BEFORE_SECONDS)
             load.phase = "outage"
-            redis.stop()
+            redis.freeze() if outage == "freeze" else redis.stop()
             outage_started = time.monotonic()
-            time.sleep(OUTAGE_SECONDS)
-            redis.start()
-            measured["outage_seconds"] = round(time.monotonic() - outage_started, 1)
+            time.sleep(outage_seconds)
+            redis.thaw() if outage == "freeze" else redis.start()
+            back = time.monotonic()
+            measured["outage"] = outage
+            measured["outage_seconds"] = round(back - outage_started, 1)
             load.phase = "after"
             time.sleep(AFTER_SECONDS)
         finally:
+            if outage == "freeze" and redis.running:
+                redis.thaw()
             load.stop()
         assert not load.errors, load.errors
 
@@ -157,6 +178,7 @@ def test_redis_outage_loses_nothing_and_work_resumes(tmp_path, record):
             pytest.fail(f"the work did not finish after Redis came back: "
                         f"{stats(admin, pid)}\n{cluster.logs(60)}")
         measured["settle_seconds_after_load"] = round(time.monotonic() - settle_started, 1)
+        measured["settle_seconds_after_back"] = round(time.monotonic() - back, 1)
         assert all(cluster.all_alive().values()), cluster.all_alive()
 
         # Nothing acknowledged is lost.
@@ -182,12 +204,14 @@ def test_redis_outage_loses_nothing_and_work_resumes(tmp_path, record):
                 "connection_errors": len(phase_stats.connection_errors),
                 **{f"{kind}_p50_ms": round(1e3 * percentile(v, 50), 1)
                    for kind, v in phase_stats.latencies.items() if v},
+                **{f"{kind}_p99_ms": round(1e3 * percentile(v, 99), 1)
+                   for kind, v in phase_stats.latencies.items() if v},
                 **{f"{kind}_max_ms": round(1e3 * max(v), 1)
                    for kind, v in phase_stats.latencies.items() if v}}
         measured.update(ingested=len(load.ingested), answers=len(load.answers),
                         final_examples=final["examples"], final_queries=final["queries"],
                         models=len(model_versions(admin, pid)))
-        outage = load.acked["outage"]
+        outage_kind, outage = outage, load.acked["outage"]
         server_errors = [e for p in load.stats.values() for e in p.server_errors]
         measured["server_errors"] = server_errors
     record(measured)
@@ -197,3 +221,9 @@ def test_redis_outage_loses_nothing_and_work_resumes(tmp_path, record):
     assert not connection_errors, connection_errors
     # The database-only writes kept working while Redis was away.
     assert outage["ingest"] > 0 and outage["answer"] > 0, measured
+    if outage_kind == "freeze":
+        assert not server_errors, server_errors
+        frozen = load.stats["outage"].latencies
+        for kind in ("ingest", "answer"):
+            assert percentile(frozen[kind], 99) <= FROZEN_P99_SECONDS, (kind, measured)
+        assert measured["settle_seconds_after_back"] <= SETTLE_AFTER_THAW_SECONDS, measured

@@ -230,6 +230,15 @@ class RedisServer:
                                    f"{log_tail(self.log_path)}")
             time.sleep(0.2)
 
+    def freeze(self) -> None:
+        """SIGSTOP: the server keeps its port and connections but answers nothing (a hung
+        broker, not a dead one)."""
+        os.killpg(self.proc.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT after ``freeze``."""
+        os.killpg(self.proc.pid, signal.SIGCONT)
+
     def stop(self, kill: bool = False) -> None:
         """Stop the server (SIGKILL when ``kill``, else SIGTERM); its data is gone."""
         if self.proc is not None:
