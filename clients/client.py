@@ -295,9 +295,37 @@ class CincerClient:
         return self._json("GET", f"/projects/{int(pid)}/stats")
 
     def export(self, pid: int, format: str = "csv") -> str:
-        """Current and original labels of every example, as CSV or JSON-lines text."""
+        """Every example (labels with class names, input, status, last change; JSON lines
+        add the label history), as CSV or JSON-lines text."""
         return self.request("GET", f"/projects/{int(pid)}/export",
                             params={"format": format}).text
+
+    def import_examples(self, pid: int, records: Iterable[dict],
+                        batch_size: int = DEFAULT_BATCH_SIZE,
+                        progress: Callable[[int], None] | None = None) -> dict:
+        """``POST /projects/{pid}/import`` (admin) in batches: an export's records (the
+        JSON lines of ``export(format="jsonl")``, or ``clients.readers.read_export``) into a
+        new project. Returns ``{imported, events, statuses, items}`` over every batch; a
+        refused batch raises an ``IngestError`` (the batches before it were stored)."""
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        records = list(records)
+        total = {"imported": 0, "events": 0, "statuses": {}, "items": []}
+        for start in range(0, len(records), batch_size):
+            batch = records[start:start + batch_size]
+            try:
+                done = self._json("POST", f"/projects/{int(pid)}/import",
+                                  json={"items": batch})
+            except ApiError as exc:
+                raise IngestError(exc, total["items"], start) from exc
+            total["imported"] += done["imported"]
+            total["events"] += done["events"]
+            for status, n in done["statuses"].items():
+                total["statuses"][status] = total["statuses"].get(status, 0) + n
+            total["items"].extend(done["items"])
+            if progress is not None:
+                progress(len(batch))
+        return total
 
     # -- audits --------------------------------------------------------------------------------
     def create_audit(self, pid: int, detectors: list[str], top_k: int = 20) -> dict:

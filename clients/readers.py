@@ -394,3 +394,75 @@ def _json_oracle(path: str, classes: list[str]) -> dict[str, int]:
         label = json_label(label, classes, f"{path}: external_id {key!r}")
         truth[key] = classes.index(label) if isinstance(label, str) else label
     return truth
+
+
+# -- exports read back (``python -m clients PID import FILE``) ---------------------------------
+EXPORT_INTS = ("label", "original_label")
+
+
+def read_export(path: str, project: dict) -> list[dict]:
+    """The records of a service export (``GET /projects/{pid}/export``), for ``POST
+    /projects/{pid}/import``: a ``.jsonl`` export's lines as they are; a ``.csv`` export's
+    rows with ``x`` gathered from its feature columns (every column the export does not
+    name otherwise) and reshaped to the project's ``input_shape``, ``embedding`` decoded,
+    ``confirmed`` a boolean and empty cells missing. A label column without its
+    ``label_name`` column is read by the one label rule (``parse_label``)."""
+    kind = os.path.splitext(path)[1].lower()
+    if kind == ".jsonl":
+        records = []
+        for number, line in _lines(path):
+            try:
+                value = json.loads(line)
+            except ValueError as exc:
+                raise BadInput(f"{path}:{number}: not valid JSON ({exc})") from None
+            if not isinstance(value, dict):
+                raise BadInput(f"{path}:{number}: expected a JSON object, got "
+                               f"{type(value).__name__}")
+            records.append(value)
+        return records
+    if kind != ".csv":
+        raise BadInput(f"{path}: an export is a .jsonl or .csv file")
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            rows = list(csv.reader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise BadInput(f"cannot read {path}: {exc}") from None
+    if not rows:
+        raise BadInput(f"{path} is empty: expected an export's header row")
+    header = [h.strip() for h in rows[0]]
+    named = {"label", "external_id", "source", *EXPORT_ONLY}
+    features = [i for i, h in enumerate(header) if h not in named]
+    shape = tuple(int(d) for d in project.get("input_shape") or ())
+    classes = [str(c) for c in project["classes"]]
+    records = []
+    for line, row in enumerate(rows[1:], start=2):
+        if not row or all(not cell.strip() for cell in row):
+            continue
+        where = f"{path}:{line}"
+        if len(row) != len(header):
+            raise BadInput(f"{where}: {len(row)} fields, the header has {len(header)}")
+        record = {h: row[i] for i, h in enumerate(header) if h in named and row[i] != ""}
+        for key in EXPORT_INTS:
+            if key in record and f"{key}_name" not in record:
+                record[key] = parse_label(record[key], classes, where)
+            elif key in record:
+                del record[key]                 # its class name says it
+        if "id" in record:
+            del record["id"]
+        if "confirmed" in record:
+            record["confirmed"] = record["confirmed"].strip().lower() in ("true", "1", "yes")
+        if "embedding" in record:
+            try:
+                record["embedding"] = json.loads(record["embedding"])
+            except ValueError:
+                raise BadInput(f"{where}: embedding is not a JSON list") from None
+        if features and project.get("input_kind") != "text":
+            try:
+                values = [float(row[i]) for i in features]
+            except ValueError as exc:
+                raise BadInput(f"{where}: a feature is not a number ({exc})") from None
+            record["x"] = _reshaped(values, project, where) if shape else values
+        records.append(record)
+    if not records:
+        raise BadInput(f"{path}: no data rows")
+    return records

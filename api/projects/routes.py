@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Response
 
-from cincer_service.service import access, projects, reports
+from cincer_service.service import access, projects, reports, transfer
 
 from ..auth import authenticated, current_principal, requires
 from ..errors import ErrorSchema
@@ -12,6 +12,8 @@ from ..extensions import get_context
 from ..fields import Blueprint
 from .schemas import (
     ExportArgsSchema,
+    ImportResultSchema,
+    ImportSchema,
     ProjectCreateSchema,
     ProjectHistorySchema,
     ProjectListSchema,
@@ -124,11 +126,33 @@ def stats(pid):
 @blp.route("/<int:pid>/export", methods=["GET"])
 @requires()
 @blp.arguments(ExportArgsSchema, location="query", as_kwargs=True)
-@blp.doc(responses={"200": {"description": "current and original label of every example",
+@blp.doc(responses={"200": {"description": "every example: labels with class names, input, "
+                                           "status, last change (JSON lines: the history)",
                             "content": {"text/csv": {"schema": {"type": "string"}},
                                         "application/x-ndjson": {"schema": {"type": "string"}}}}})
 def export(pid, format):
-    """Every example's current and original label, as CSV or JSON lines."""
+    """Every example as a CSV row or a JSON line: id, external_id, source, label and
+    label_name, original_label and original_label_name, status, confirmed, changed_by and
+    changed_at (the last label change), created_at, the input (x; image as base64 PNG and
+    x; text, and embedding when one was sent) and, in JSON lines, the label history. CSV
+    puts x's values in one column each (named by feature_names, else x0, x1, ...)."""
     text, mimetype = reports.export(get_context(), pid, format)
     return Response(text, mimetype=mimetype, headers={
         "Content-Disposition": f'attachment; filename="project-{pid}.{format}"'})
+
+
+@blp.route("/<int:pid>/import", methods=["POST"])
+@requires("admin")
+@blp.arguments(ImportSchema)
+@blp.response(201, ImportResultSchema)
+@blp.alt_response(409, schema=ErrorSchema, description="an external_id is already in the "
+                                                      "project: import into a new one")
+def import_examples(body, pid):
+    """Import an export's records (admin), all or nothing: inputs, labels, statuses,
+    confirmed, timestamps and label history are kept (each history event becomes one event
+    with why "import", its original cause in reason). Only pending examples are screened;
+    queries are not carried. Send a JSON-lines export as a list:
+    ``jq -s '{items: .}' project-3.jsonl``, or use ``python -m clients PID import FILE``
+    (.jsonl or .csv)."""
+    return transfer.import_examples(get_context(), pid, body["items"],
+                                    actor=current_principal().name)

@@ -4,7 +4,8 @@ from __future__ import annotations
 import math
 
 import marshmallow as ma
-from marshmallow import fields, post_load, pre_load, validate, validates_schema
+from flask import current_app
+from marshmallow import fields, post_load, pre_load, validate, validates, validates_schema
 
 from cincer_service import spec
 from cincer_service.catalog import STRATEGY_NAMES
@@ -229,3 +230,35 @@ class StatsSchema(ma.Schema):
 
 class ExportArgsSchema(ma.Schema):
     format = fields.String(load_default="csv", validate=validate.OneOf(("csv", "jsonl")))
+
+
+class ImportSchema(ma.Schema):
+    items = fields.List(fields.Dict(), required=True, validate=validate.Length(min=1), metadata={
+        "description": "the records of an export (GET /projects/{pid}/export?format=jsonl: "
+                       "one record per line, here as a JSON list), 1 to the service's "
+                       "max_batch (CINCER_MAX_BATCH, default 1000) per request; all or "
+                       "nothing. Each record: the input (x, text with an optional "
+                       "embedding, or image as base64 PNG/JPEG; x wins over image), label "
+                       "and label_name (the class name wins), original_label(_name), status, "
+                       "confirmed, source, external_id, created_at, changed_by, changed_at "
+                       "and history (label events: at, actor, old_label(_name), "
+                       "new_label(_name), why, reason, query_id); id is ignored"})
+
+    @validates("items")
+    def batch_limit(self, items, **_):
+        limit = current_app.extensions["cincer"].settings.max_batch
+        if len(items) > limit:
+            raise ma.ValidationError(f"at most {limit} records per request (got {len(items)})")
+
+
+class ImportedSchema(ma.Schema):
+    id = fields.Integer()
+    external_id = fields.String(allow_none=True)
+    status = fields.String()
+
+
+class ImportResultSchema(ma.Schema):
+    imported = fields.Integer(metadata={"description": "examples stored"})
+    events = fields.Integer(metadata={"description": "label-history events stored"})
+    statuses = fields.Dict(keys=fields.String(), values=fields.Integer())
+    items = fields.List(fields.Nested(ImportedSchema))

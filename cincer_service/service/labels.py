@@ -30,7 +30,8 @@ REMOVED = "removed"                 # example status: out of the training set, k
 
 # The causes a label event records (``LabelEvent.why``).
 CAUSES = ("ingest", "ingest_update", "answer_example", "answer_counterexample", "correction",
-          "overview_relabel", "overview_confirm", "overview_remove")
+          "overview_relabel", "overview_confirm", "overview_remove",
+          "import")   # written by service.transfer: an imported event (its cause in reason)
 # Causes that count the example as checked by a person (``confirmed``; a suspicious example
 # becomes ``reviewed``).
 BY_A_PERSON = ("answer_example", "answer_counterexample", "correction", "overview_relabel",

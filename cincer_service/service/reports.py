@@ -4,20 +4,15 @@ Read-only views over the database; ``metrics`` adds this process's job counters.
 """
 from __future__ import annotations
 
-import csv
-import io
-import json
 from collections import Counter
 
 from sqlalchemy import func, select
 
-from . import budget, evaluation, jobs, training
+from . import budget, evaluation, jobs, training, transfer
 from .context import EXAMPLE_STATUSES, ServiceContext, latest_version_number, project_row
 from .store import Example, LabelEvent, ModelVersion, Query, utcnow
 
 QUERY_STATUSES = ("computing", "open", "leased", "answered")
-EXPORT_COLUMNS = ("id", "external_id", "source", "label", "original_label", "status",
-                  "confirmed")
 
 
 def stats(ctx: ServiceContext, pid: int) -> dict:
@@ -56,20 +51,10 @@ def stats(ctx: ServiceContext, pid: int) -> dict:
 
 
 def export(ctx: ServiceContext, pid: int, fmt: str = "csv") -> tuple[str, str]:
-    """``(text, mimetype)``: every example's current and original label, as CSV or JSON
-    lines (``fmt`` is ``csv`` or ``jsonl``)."""
-    with ctx.store.session() as s:
-        project_row(s, pid)
-        rows = s.execute(select(*(getattr(Example, c) for c in EXPORT_COLUMNS))
-                         .where(Example.project_id == pid).order_by(Example.id)).all()
-    if fmt == "jsonl":
-        text = "".join(json.dumps(dict(zip(EXPORT_COLUMNS, row))) + "\n" for row in rows)
-        return text, "application/x-ndjson"
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(EXPORT_COLUMNS)
-    writer.writerows(rows)
-    return out.getvalue(), "text/csv"
+    """``(text, mimetype)``: every example with its labels (indices and class names),
+    input, status and last change, as CSV or JSON lines (with the label history);
+    ``service.transfer`` writes it, and reads it back on import."""
+    return transfer.export(ctx, pid, fmt)
 
 
 def metrics(ctx: ServiceContext) -> dict:
