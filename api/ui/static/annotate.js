@@ -9,6 +9,7 @@
   const SIDES = ["example", "counterexample"];
   const RESERVED = new Set(["s", "k", "c"]);   // skip, keep, correct
   const IDLE_POLL_MS = 4000;
+  const STD_SAMPLE = 500;     // examples read for the features' standard deviations
 
   const state = {
     projects: [], project: null, query: null, active: "example",
@@ -66,12 +67,33 @@
     clearTimeout(state.poll);
     state.project = project;
     state.last = null;
+    state.featureStd = null;
+    say("", "info");                         // a message about the last project is stale
     $("last").hidden = true;
     Cincer.setProject(project.id);
     const link = $("to-overview");
     link.href = link.pathname + "?project=" + project.id;
     refreshStats();
+    loadFeatureStd(project);
     await next();
+  }
+
+  // Each feature's standard deviation over the project's examples (one page of up to
+  // STD_SAMPLE of them), so the features table ranks differences in each feature's own
+  // units; tabular projects only (pixels and hashed text need no ranking).
+  async function loadFeatureStd(project) {
+    if (project.input_kind === "text" || Cincer.isImage(project.input_shape)) return;
+    let page;
+    try {
+      page = await call("GET", `/projects/${project.id}/examples?limit=${STD_SAMPLE}`);
+    } catch (error) { return; }            // the table falls back to raw differences
+    if (state.project !== project || page.items.length < 2) return;
+    const rows = page.items.map(item => [item.x].flat(3));
+    const n = rows.length;
+    const mean = rows[0].map((_, i) => rows.reduce((t, r) => t + r[i], 0) / n);
+    state.featureStd = mean.map((m, i) =>
+      Math.sqrt(rows.reduce((t, r) => t + (r[i] - m) ** 2, 0) / n));
+    if (state.query) renderFeatures(state.query);
   }
 
   async function refreshStats() {
@@ -169,8 +191,7 @@
       if (alts.length) {
         parts.push(el("p", {class: "alternatives"}, "Next in the ranking: ",
           ...alts.flatMap((a, i) => [i ? ", " : "",
-            el("span", {text: `example ${a.id}` +
-              (a.external_id ? ` (your id ${a.external_id})` : "") +
+            el("span", {text: `example ${exampleName(a)}` +
               ` labelled ${a.label_name ?? "?"}, score ${a.score.toPrecision(3)}`})]),
           "."));
       }
@@ -211,8 +232,8 @@
     labels.replaceChildren(
       el("div", {}, "Current label: ", el("strong", {class: "given", text: className(data.label)})),
       el("div", {}, "Model says: ", el("strong", {text: className(data.prediction)})),
-      el("div", {class: "muted", text: `example ${data.id}` +
-        (data.external_id ? ` (your id: ${data.external_id})` : "")}));
+      el("div", {class: "muted example-name", text: `example ${exampleName(data)}`,
+                 title: `service id ${data.id}`}));
     const p = data.probabilities || [];
     probs.replaceChildren(...state.project.classes.map((name, k) => {
       const bar = el("span", {class: "bar"});
@@ -227,6 +248,9 @@
       return row;
     }));
   }
+
+  // An example as people know it: its external id (yours) when it has one, else ours.
+  const exampleName = e => e.external_id ?? e.id;
 
   // Keys for the classes: digits for the first ten, then a unique, unreserved first letter.
   function classKeys() {
@@ -297,9 +321,17 @@
     const featureNames = state.project.feature_names;
     const a = [ex.x].flat(3), b = ce ? [ce.x].flat(3) : null;
     const diffs = b ? a.map((v, i) => Math.abs(v - b[i])) : null;
+    // Ranked by the standardized difference (|difference| / the feature's standard
+    // deviation over the project), so features in large units (areas) do not always come
+    // first; raw differences until the deviations are known.
+    const std = state.featureStd && state.featureStd.length === a.length ?
+      state.featureStd : null;
+    const scaled = diffs && std ? diffs.map((d, i) => std[i] > 0 ? d / std[i] :
+                                                     (d > 0 ? Infinity : 0)) : null;
+    const rank = scaled || diffs;
     const top = new Set();
-    if (diffs) {
-      const order = diffs.map((d, i) => [d, i]).sort((u, v) => v[0] - u[0]);
+    if (rank) {
+      const order = rank.map((d, i) => [d, i]).sort((u, v) => v[0] - u[0]);
       const n = Math.min(5, Math.max(3, Math.ceil(a.length * 0.05)));
       for (const [d, i] of order.slice(0, n)) if (d > 0) top.add(i);
     }
@@ -315,15 +347,23 @@
       v.toExponential(2) : (+v.toFixed(3)).toString();
     const head = el("tr", {}, el("th", {text: "feature"}), el("th", {text: "example"}),
                     b ? el("th", {text: "counter-example"}) : null,
-                    b ? el("th", {text: "|difference|"}) : null);
+                    b ? el("th", {text: "|difference|"}) : null,
+                    scaled ? el("th", {text: "in std. dev.",
+                                       title: "|difference| / the feature's standard " +
+                                              "deviation over the project"}) : null);
     const order = a.map((_, i) => i);
-    if (b && state.sortByDifference) order.sort((i, j) => diffs[j] - diffs[i]);
-    const rows = order.map(i => el("tr", {class: top.has(i) ? "differs" : null},
+    if (b && state.sortByDifference) order.sort((i, j) => rank[j] - rank[i]);
+    const rows = order.map(i => el("tr", {class: top.has(i) ? "differs" : null,
+                                          "data-feature": i},
       el("td", {text: name(i)}), el("td", {text: fmt(a[i])}),
-      b ? el("td", {text: fmt(b[i])}) : null, b ? el("td", {text: fmt(diffs[i])}) : null));
+      b ? el("td", {text: fmt(b[i])}) : null, b ? el("td", {text: fmt(diffs[i])}) : null,
+      scaled ? el("td", {text: Number.isFinite(scaled[i]) ? fmt(scaled[i]) : "—"}) : null));
+    const how = scaled ? "relative to each feature's spread over the project (|difference| " +
+      "divided by its standard deviation); the values are as sent" :
+      "(largest absolute difference)";
     const tools = b ? el("div", {class: "table-tools"},
       el("p", {class: "hint", text: "Highlighted: the features where the two sides differ " +
-                                    "most (largest absolute difference)."}),
+                                    "most " + how + "."}),
       el("button", {type: "button", class: "link", onclick: () => {
         state.sortByDifference = !state.sortByDifference;
         renderFeatures(q);

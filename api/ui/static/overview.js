@@ -7,6 +7,7 @@
   const {call, explain, el} = Cincer;
   const $ = id => document.getElementById(id);
   const POLL_MS = 2000;
+  const THUMB_PX = 64;        // the least size of an image thumbnail in the cell list
 
   const state = {projects: [], project: null, overview: null, cell: null, items: [],
                  selected: new Set(), poll: null};
@@ -54,6 +55,8 @@
   function open(project) {
     state.project = project;
     state.cell = null;
+    state.selected.clear();
+    say("", "info");                         // a message about the last project is stale
     Cincer.setProject(project.id);
     $("to-review").href = $("to-review").pathname + "?project=" + project.id;
     $("board").hidden = false;
@@ -228,10 +231,14 @@
     $("selected-count").textContent = `${state.selected.size} selected`;
   }
 
+  // An image example at THUMB_PX or more: whole blocks per pixel, never smoothed (an 8×8
+  // digit is 64 px, 8 px a pixel).
   function thumbnail(x) {
-    if (!Cincer.isImage(state.project.input_shape)) return null;
-    const canvas = el("canvas");
-    Cincer.drawImage(canvas, x, state.project.input_shape, 32);
+    const shape = state.project.input_shape;
+    if (!Cincer.isImage(shape)) return null;
+    const canvas = el("canvas", {class: "pixels"});
+    const side = Math.max(shape[0], shape[1]);
+    Cincer.drawImage(canvas, x, shape, Math.ceil(THUMB_PX / side) * side);
     return canvas;
   }
 
@@ -256,7 +263,8 @@
                                 checked: state.selected.has(item.id),
                                 onchange: () => toggle(item.id)})),
       image ? el("td", {class: "thumb"}, thumbnail(item.x)) : null,
-      el("td", {text: `#${item.id}` + (item.external_id ? ` (${item.external_id})` : "")}),
+      el("td", {class: "example-name", text: item.external_id ?? `#${item.id}`,
+                title: `service id ${item.id}`}),
       el("td", {text: item.score.toFixed(3)}),
       el("td", {}, className(item.label), ...badges(item))));
     const empty = state.items.length ? null :
