@@ -37,10 +37,28 @@ class RankedSchema(ma.Schema):
     score = fields.Float(metadata={"description": "the strategy's influence score"})
 
 
+class ExplanationSchema(ma.Schema):
+    origin = fields.String()
+    margin = fields.Float()
+    threshold = fields.Float(allow_none=True, metadata={
+        "description": "the τ the example was screened with (stream queries)"})
+    above_threshold = fields.Boolean(allow_none=True)
+    counterexample_relation = fields.String(allow_none=True, metadata={
+        "enum": ["supports_prediction", "contradicts_prediction"]})
+    sentences = fields.List(fields.String(), metadata={
+        "description": "why the service asks, as the annotator page shows it"})
+
+
 class QuerySchema(ma.Schema):
     id = fields.Integer()
-    status = fields.String(metadata={"enum": ["computing", "open", "leased", "answered"]})
-    origin = fields.String(metadata={"description": "stream (screening) or audit"})
+    status = fields.String(metadata={"enum": ["computing", "open", "leased", "answered",
+                                              "closed"]})
+    origin = fields.String(metadata={"description": "stream (screening), bootstrap or audit"})
+    closed_reason = fields.String(allow_none=True, metadata={
+        "enum": ["resolved_by_model", "answered_elsewhere"],
+        "description": "why a closed query lost its reason: the current model no longer "
+                       "doubts the label, or a person labelled the example meanwhile"})
+    explanation = fields.Nested(ExplanationSchema)
     example = fields.Nested(QuerySideSchema)
     counterexample = fields.Nested(QuerySideSchema, allow_none=True)
     margin = fields.Float(allow_none=True)
@@ -81,7 +99,7 @@ class CorrectionInSchema(AnswerInSchema):
 
 class QueryListArgsSchema(ma.Schema):
     status = fields.String(validate=validate.OneOf(["computing", "open", "leased",
-                                                    "answered"]))
+                                                    "answered", "closed"]))
     offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=2**53))
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
 

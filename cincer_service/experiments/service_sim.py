@@ -2,7 +2,7 @@
 
 Unlike ``simulate`` (CINCER's loop on in-memory arrays), this drives the service's own use
 cases: a project on a temporary SQLite database (``build_context``) whose jobs run inline
-(``InlineDispatcher``); a noisy bootstrap set, then the noisy stream ingested in batches;
+(``runner.inline_dispatcher``); a noisy bootstrap set, then the noisy stream ingested in batches;
 after each batch a simulated annotator leases queries (``queries.lease_next_query``) and
 answers them with the true labels (``queries.answer_query``), up to ``answers_per_batch``;
 retrains happen as the project's policy says. When the stream is over the annotator keeps
@@ -10,7 +10,9 @@ answering until ``answers`` answers were given or the queue is empty.
 
 Each (seed, queue order, budget) variant replays the same data, noise and stream order.
 Reported per run: labels cleaned (a planted error whose label is now the true one)
-after every answer and at ``ks`` answers; and per model version its train size, its
+after every answer and at ``ks`` answers; the staleness of what the annotator was shown
+(``staleness``: shares of leased pairs built under an outdated model version, showing an
+example already answered, or repeating a counter-example); and per model version its train size, its
 weighted F1 on the data set's clean test split (the simulation knows the truth; the
 service does not) and the service's own held-out metrics (``service.evaluation``).
 Nothing here is tuned on the test split: it is only reported.
@@ -157,11 +159,44 @@ def _versions(ctx, pid: int, data) -> list[dict]:
     return out
 
 
+class Staleness:
+    """What the annotator saw, pair by pair: pairs built under an outdated model version,
+    pairs showing an example a person had already labelled (either side, by an earlier
+    answer), and pairs whose counter-example an earlier pair had shown already."""
+
+    def __init__(self):
+        self.leased = self.outdated = self.labelled = self.repeated = 0
+        self.answered_ids: set[int] = set()
+        self.counterexamples: set[int] = set()
+
+    def see(self, q: dict, newest: int) -> None:
+        ex, ce = q["example"], q["counterexample"]
+        sides = {ex["id"]} | ({ce["id"]} if ce else set())
+        self.leased += 1
+        self.outdated += int(q["model_version"] < newest)
+        self.labelled += int(bool(sides & self.answered_ids))
+        self.repeated += int(ce is not None and ce["id"] in self.counterexamples)
+        self.answered_ids |= sides
+        if ce is not None:
+            self.counterexamples.add(ce["id"])
+
+    def shares(self) -> dict:
+        n = max(self.leased, 1)
+        return {"leased": self.leased, "outdated_version": self.outdated / n,
+                "already_labelled": self.labelled / n,
+                "repeated_counterexample": self.repeated / n}
+
+
+def _newest_version(ctx, pid) -> int:
+    from ..service.context import latest_version_number
+    with ctx.store.session() as s:
+        return latest_version_number(s, pid) or 0
+
+
 def run_variant(config: ServiceSimConfig, stream: Stream, seed: int, order: str,
                 budget: float | None) -> dict:
     """One replay through the service; the run's JSON record."""
     from ..service import (
-        InlineDispatcher,
         Settings,
         access,
         build_context,
@@ -169,22 +204,25 @@ def run_variant(config: ServiceSimConfig, stream: Stream, seed: int, order: str,
         projects,
         queries,
         reports,
+        runner,
     )
     data, truth = stream.data, stream.data.y_train
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="cincer-service-sim-") as tmp:
         ctx = build_context(Settings(data_dir=tmp))
-        ctx.set_dispatcher(InlineDispatcher(ctx))
+        ctx.set_dispatcher(runner.inline_dispatcher(ctx))
         pid = projects.create_project(ctx, _project_spec(config, data, seed, order,
                                                          budget))["id"]
         annotator = access.authenticate(
             ctx, access.create_token(ctx, pid, "annotator", "simulated")["token"])
         trace, cleaned_by = [], {"example": 0, "counterexample": 0}
+        staleness = Staleness()
 
         def answer_one() -> bool:
             q = queries.lease_next_query(ctx, pid, annotator)
             if q is None:
                 return False
+            staleness.see(q, _newest_version(ctx, pid))
             ex, ce = q["example"], q["counterexample"]
             ex_truth = int(truth[int(ex["external_id"])])
             ce_truth = None if ce is None else int(truth[int(ce["external_id"])])
@@ -221,6 +259,7 @@ def run_variant(config: ServiceSimConfig, stream: Stream, seed: int, order: str,
             "queries": stats["queries"], "queries_by_origin": query_origins,
             "answered_by_origin": answered_origins,
             "threshold": stats["threshold"], "versions": versions,
+            "staleness": staleness.shares(),
             "seconds": round(time.perf_counter() - started, 2)}
 
 
@@ -249,7 +288,10 @@ def summarize(config: ServiceSimConfig, runs: list[dict]) -> dict:
                                for k in config.ks},
                 "final_test_f1": _mean_se([r["versions"][-1]["test_f1"] for r in mine
                                            if r["versions"]]),
-                "queries_created": _mean_se([sum(r["queries"].values()) for r in mine])}
+                "queries_created": _mean_se([sum(r["queries"].values()) for r in mine]),
+                "staleness": {key: _mean_se([r["staleness"][key] for r in mine])
+                              for key in ("outdated_version", "already_labelled",
+                                          "repeated_counterexample")}}
         if {"fifo", "priority"} <= set(config.orders):
             by_seed = {(r["seed"], r["order"]): r for r in runs if r["budget"] == budget}
             diffs = {}

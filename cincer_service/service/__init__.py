@@ -10,6 +10,7 @@ from . import (
     access,
     audits,
     examples,
+    freshness,
     jobs,
     labels,
     projects,
@@ -29,7 +30,7 @@ from .errors import BadInput, Conflict, Forbidden, NotFound, ServiceError, Unaut
 from .settings import Settings
 from .store import Store
 
-__all__ = ["access", "audits", "examples", "jobs", "labels", "projects", "queries", "reports",
+__all__ = ["access", "audits", "examples", "freshness", "jobs", "labels", "projects", "queries", "reports",
            "runner", "workers",
            "screening", "training", "webhooks", "ROLES", "Principal", "ServiceContext",
            "build_context", "seed_demo", "Dispatcher", "InlineDispatcher", "NullDispatcher",

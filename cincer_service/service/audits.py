@@ -12,7 +12,7 @@ import numpy as np
 from sqlalchemy import and_, or_, select, update
 
 from ..catalog import DETECTOR_NAMES
-from . import jobs, webhooks
+from . import freshness, jobs, webhooks
 from .context import TRAINING, ServiceContext, audit_row, latest_version, project_row
 from .errors import BadInput, Conflict
 from .leases import RowLease
@@ -131,8 +131,7 @@ def enqueue_audit(ctx: ServiceContext, pid: int, aid: int, top_k: int | None = N
         version = latest_version(s, pid)
         clf = ctx.models.classifier(project, version)
         suspects = (audit.result or {}).get("suspects", [])[:top_k or audit.top_k]
-        busy = set(s.scalars(select(Query.example_id).where(
-            Query.project_id == pid, Query.status != "answered")))
+        busy = freshness.busy_examples(s, pid)
         for suspect in suspects:
             example = s.get(Example, suspect["example_id"])
             if example is None or example.id in busy or example.confirmed:

@@ -156,13 +156,14 @@ class Job:
 SCREEN = Job("screen", ProjectArg, COMPUTE)
 COUNTEREXAMPLE = Job("counterexample", QueryArg, COMPUTE)
 RETRAIN = Job("retrain", ProjectArg, COMPUTE, progress=True)
+REFRESH = Job("refresh", ProjectArg, COMPUTE)
 AUDIT = Job("audit", AuditArg, BACKGROUND, progress=True)
 OVERVIEW = Job("overview", ProjectArg, BACKGROUND, progress=True)
 DELIVER_WEBHOOKS = Job("deliver_webhooks", ProjectArg, BACKGROUND)
 RECONCILE = Job("reconcile", NoArg, BACKGROUND)
 
 JOBS: dict[str, Job] = {job.name: job for job in (
-    SCREEN, COUNTEREXAMPLE, RETRAIN, AUDIT, OVERVIEW, DELIVER_WEBHOOKS, RECONCILE)}
+    SCREEN, COUNTEREXAMPLE, RETRAIN, REFRESH, AUDIT, OVERVIEW, DELIVER_WEBHOOKS, RECONCILE)}
 
 
 def by_name(name: str) -> Job:

@@ -9,8 +9,9 @@ external id all change labels through ``change_labels``. It
 * writes one ``LabelEvent`` per example with its actor, cause (``why``), query and reason;
 * emits ``label.changed`` for each label that changed (indices and class names, actor,
   cause);
-* tells the open queries that show one of the examples that a side changed
-  (``Query.labels_changed_at``), so they are refreshed before anyone sees them again.
+* tells the open queries that show one of the examples that a person labelled it, or that
+  its label changed (``Query.labels_changed_at``), and asks for their refresh
+  (``freshness``), so nobody sees them again before that.
 
 ``count_towards_retrain`` updates the project's counters in SQL and records the retrain
 that they ask for as a follow-up.
@@ -107,13 +108,17 @@ def change_labels(s, pid: int, changes: list[LabelChange], actor: str,
                 example.status = "reviewed"
         if removing:
             example.status = REMOVED
-    if outcome.relabelled or any(c.why == "overview_remove" for c in changes):
-        touched = outcome.recorded
-        s.execute(update(Query).where(
+    touched = [c.example_id for c in changes if c.example_id in outcome.recorded
+               and (c.why in BY_A_PERSON or c.why == "overview_remove"
+                    or c.example_id in outcome.relabelled)]
+    if touched:
+        marked = s.execute(update(Query).where(
             Query.project_id == pid, Query.status.in_(("computing", "open", "leased")),
             or_(Query.example_id.in_(touched), Query.counterexample_id.in_(touched)),
             *([Query.id != query_id] if query_id is not None else []))
             .values(labels_changed_at=now).execution_options(synchronize_session=False))
+        if marked.rowcount:
+            jobs.follow(s, jobs.REFRESH(pid))
     return outcome
 
 

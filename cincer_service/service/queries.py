@@ -13,7 +13,7 @@ from datetime import timedelta
 import numpy as np
 from sqlalchemy import and_, case, func, or_, select, update
 
-from . import webhooks
+from . import freshness, jobs, webhooks
 from .access import Principal
 from .context import ServiceContext, project_row, query_row
 from .errors import BadInput, Conflict, Forbidden
@@ -58,7 +58,12 @@ def query_view(s, q: Query, project: Project) -> dict:
                   "counterexample_not_sure": (q.counterexample_id is not None
                                               and q.answer_counterexample_label is None),
                   "annotator": q.answered_by, "answered_at": q.answered_at}
+    example = s.get(Example, q.example_id)
+    counterexample = s.get(Example, q.counterexample_id) if q.counterexample_id else None
     return {"id": q.id, "status": q.status, "origin": q.origin,
+            "closed_reason": q.closed_reason,
+            "explanation": explain(q, project, example.label,
+                                   None if counterexample is None else counterexample.label),
             "example": side(q.example_id, q.probabilities),
             "counterexample": side(q.counterexample_id, q.counterexample_probabilities),
             "margin": q.margin, "strategy": q.strategy, "model_version": q.model_version,
@@ -68,6 +73,51 @@ def query_view(s, q: Query, project: Project) -> dict:
             "priority": q.priority, "priority_terms": q.priority_terms,
             "counterexample_score": q.ranking[0]["score"] if q.ranking else None,
             "alternatives": [ranked_view(s, r, classes) for r in (q.ranking or [])[1:]]}
+
+
+ORIGINS = {
+    "stream": "It was screened when it arrived in the stream.",
+    "bootstrap": "It comes from the audit of the first training set (the bootstrap set is "
+                 "never screened), which ranked it among the most suspicious examples.",
+    "audit": "It comes from an audit of the training set, which ranked it among the most "
+             "suspicious examples.",
+}
+
+
+def explain(q: Query, project: Project, example_label: int,
+            counterexample_label: int | None) -> dict:
+    """Why the service asks about this pair, derived from the query itself: its origin,
+    its margin against the τ it was screened with, and what the counter-example's current
+    label says about the prediction. ``sentences`` is what the annotator page shows."""
+    classes, predicted = project.classes, q.prediction
+    threshold = q.threshold if q.origin == "stream" else None
+    if threshold is None and q.origin == "stream":
+        threshold = project.threshold
+    sentences = [ORIGINS.get(q.origin, f"It was asked for by {q.origin}.")]
+    gap = f"The model prefers {label_name(classes, predicted)} to the given label " \
+          f"{label_name(classes, example_label)} by a margin of {q.margin:.2f}"
+    if threshold is not None:
+        above = q.margin >= threshold
+        sentences.append(gap + (f", at least the {threshold:g} at which the service asks."
+                                if above else f", below the {threshold:g} at which the "
+                                "stream asks; it was asked when the gap was larger."))
+    else:
+        above = None
+        sentences.append(gap + "; the audit, not a fixed gap, chose it.")
+    relation = None
+    if q.counterexample_id is not None:
+        relation = "supports_prediction" if counterexample_label == predicted \
+            else "contradicts_prediction"
+        name = label_name(classes, counterexample_label)
+        sentences.append(
+            f"The counter-example is labelled {name}, the class the model predicts: it is "
+            "the training example that most supports the model's view." if relation ==
+            "supports_prediction" else
+            f"The counter-example is now labelled {name}, not the predicted "
+            f"{label_name(classes, predicted)}: it no longer supports the model's view.")
+    return {"origin": q.origin, "margin": q.margin, "threshold": threshold,
+            "above_threshold": above, "counterexample_relation": relation,
+            "sentences": sentences}
 
 
 @retry_transaction
@@ -85,8 +135,10 @@ def lease_next_query(ctx: ServiceContext, pid: int, principal: Principal) -> dic
             .order_by(Query.id).limit(1))
         if held is not None:
             return query_view(s, held, project)
-        available = or_(Query.status == "open",
-                        and_(Query.status == "leased", Query.lease_expires_at < now))
+        # Fresh pairs only: stale ones are rebuilt first (job ``refresh``).
+        minimum = freshness.acceptable_version(s, pid, now)
+        available = and_(freshness.available_condition(now),
+                         freshness.fresh_condition(minimum))
         # A query this annotator skipped comes last: someone else should look at it first.
         skipped_by_me = case((Query.released_by == principal.token_id, 1), else_=0)
         order = ((Query.id,) if project.queue_order == "fifo"
@@ -107,6 +159,8 @@ def lease_next_query(ctx: ServiceContext, pid: int, principal: Principal) -> dic
             if claimed.rowcount == 1:
                 s.commit()
                 return query_view(s, s.get(Query, qid, populate_existing=True), project)
+        if freshness.stale_ids(s, pid, now):
+            jobs.follow(s, jobs.REFRESH(pid))      # nothing fresh yet: rebuild the stale
         return None
 
 
@@ -131,8 +185,12 @@ def answer_query(ctx: ServiceContext, pid: int, qid: int, example_label,
         q = query_row(s, pid, qid)
         example_label, counterexample_label = check_answer(
             project, q, example_label, counterexample_label, counterexample_not_sure)
-        if q.status != "answered":
-            now = utcnow()
+        now = utcnow()
+        held = q.status == "leased" and q.lease_holder == principal.token_id \
+            and q.lease_expires_at >= now
+        if held and q.labels_changed_at is not None:
+            conflict = reopen_changed_pair(s, q, project)
+        elif q.status != "answered":
             claimed = s.execute(update(Query).where(
                 Query.id == qid, Query.status == "leased",
                 Query.lease_holder == principal.token_id, Query.lease_expires_at >= now)
@@ -154,15 +212,48 @@ def answer_query(ctx: ServiceContext, pid: int, qid: int, example_label,
                 count_towards_retrain(s, pid, 1)
                 return query_view(s, s.get(Query, qid, populate_existing=True), project)
             q = s.get(Query, qid, populate_existing=True)   # someone else changed it
-        if q.status == "answered":
-            if (q.answer_example_label == example_label
-                    and q.answer_counterexample_label == counterexample_label):
-                return query_view(s, q, project)
-            raise Conflict("this query was already answered differently",
+        if not (held and q.labels_changed_at is not None):
+            if q.status == "answered":
+                if (q.answer_example_label == example_label
+                        and q.answer_counterexample_label == counterexample_label):
+                    return query_view(s, q, project)
+                raise Conflict("this query was already answered differently",
+                               {"query_id": qid, "status": q.status})
+            raise Conflict("you do not hold a lease on this query (it expired, was taken "
+                           "by another annotator, or was never leased)",
                            {"query_id": qid, "status": q.status})
-        raise Conflict("you do not hold a lease on this query (it expired, was taken by "
-                       "another annotator, or was never leased)",
-                       {"query_id": qid, "status": q.status})
+    raise conflict          # after the commit that gave the pair back for its rebuild
+
+
+def reopen_changed_pair(s, q: Query, project: Project) -> Conflict:
+    """A leased pair one of whose sides a person labelled meanwhile: nothing of the answer
+    is applied, the pair is open again and rebuilt (job ``refresh``) before anyone sees it.
+    Returns the ``Conflict`` to raise once this is committed, naming each changed side."""
+    s.execute(update(Query).where(Query.id == q.id).values(
+        status="open", lease_holder=None, lease_expires_at=None)
+        .execution_options(synchronize_session=False))
+    jobs.follow(s, jobs.REFRESH(project.id))
+    return Conflict("a side of this pair was labelled by someone else while you held it; "
+                    "nothing was applied, and the pair will be offered again, rebuilt",
+                    {"query_id": q.id, "changed": side_changes(s, q, project)})
+
+
+def side_changes(s, q: Query, project: Project) -> list[dict]:
+    """The sides of ``q`` that a person labelled after the pair was built: side, example
+    id, its current label (index and name), who and when."""
+    from .store import LabelEvent
+    changed = []
+    for side, eid in (("example", q.example_id), ("counterexample", q.counterexample_id)):
+        if eid is None:
+            continue
+        event = s.scalar(select(LabelEvent).where(
+            LabelEvent.example_id == eid, LabelEvent.at >= q.labels_changed_at)
+            .order_by(LabelEvent.id.desc()).limit(1))
+        if event is not None:
+            changed.append({"side": side, "example_id": eid, "label": event.new_label,
+                            "label_name": label_name(project.classes, event.new_label),
+                            "by": event.actor, "why": event.why})
+    return changed
 
 
 def release_query(ctx: ServiceContext, pid: int, qid: int, principal: Principal) -> dict:

@@ -9,18 +9,21 @@ from collections import Counter
 from sqlalchemy import func, select
 
 from . import budget, evaluation, jobs, training, transfer
-from .context import EXAMPLE_STATUSES, ServiceContext, latest_version_number, project_row
+from .context import ServiceContext, latest_version_number, project_row
+from .examples import STATUSES
 from .store import Example, LabelEvent, ModelVersion, Query, utcnow
 
-QUERY_STATUSES = ("computing", "open", "leased", "answered")
+QUERY_STATUSES = ("computing", "open", "leased", "answered", "closed")
 
 
 def stats(ctx: ServiceContext, pid: int) -> dict:
     """Examples and queries per status, labels cleaned so far, latest model version, the
     project's state (collecting its bootstrap set, training its first model, ready), jobs
     that are failing with their last error, the screening threshold in use (``threshold``:
-    the fixed τ or the question budget's) and the newest version's held-out metrics
-    (``heldout``)."""
+    the fixed τ or the question budget's), the newest version's held-out metrics
+    (``heldout``), its scores on the evaluation set (``evaluation``) and the cleaning curve:
+    every version's evaluation scores with the answers it was trained after
+    (``cleaning_curve``, see ``evaluation.cleaning_curve``)."""
     with ctx.store.session() as s:
         project = project_row(s, pid)
         examples = dict(s.execute(select(Example.status, func.count(Example.id))
@@ -38,7 +41,7 @@ def stats(ctx: ServiceContext, pid: int) -> dict:
         relabelled = s.scalar(select(func.count(LabelEvent.id)).join(Example).where(
             Example.project_id == pid, LabelEvent.why != "ingest",
             LabelEvent.old_label != LabelEvent.new_label))
-        return {"examples": {k: int(examples.get(k, 0)) for k in EXAMPLE_STATUSES},
+        return {"examples": {k: int(examples.get(k, 0)) for k in STATUSES},
                 "queries": {k: int(queries.get(k, 0)) for k in QUERY_STATUSES},
                 "cleaned": int(cleaned), "relabelled": int(relabelled),
                 "model_version": latest_version_number(s, pid),
@@ -47,7 +50,9 @@ def stats(ctx: ServiceContext, pid: int) -> dict:
                 "retrain_wanted": project.wanted_generation > project.trained_generation,
                 "failing_jobs": jobs.failing_jobs(s, pid),
                 "threshold": budget.threshold_view(project),
-                "heldout": evaluation.latest_heldout(s, pid)}
+                "heldout": evaluation.latest_heldout(s, pid),
+                "evaluation": evaluation.latest_evaluation(s, pid),
+                "cleaning_curve": evaluation.cleaning_curve(s, pid)}
 
 
 def export(ctx: ServiceContext, pid: int, fmt: str = "csv") -> tuple[str, str]:

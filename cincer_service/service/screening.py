@@ -4,17 +4,19 @@
 confident disagreement (margin μ ≥ τ, τ fixed or following the project's question budget)
 becomes a ``computing`` query with a priority, the rest join the training set.
 ``compute_counterexample`` (job ``counterexample``) finds the query's counter-example with
-the project's strategy and opens it.
+the project's strategy and opens it; ``refresh_queries`` (job ``refresh``) rebuilds stale
+open pairs the same way (``build_pair``, ``freshness``).
 """
 from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 
 import numpy as np
 from sqlalchemy import select, update
 
-from . import budget, jobs, priority, webhooks
+from . import budget, freshness, jobs, priority, webhooks
 from .context import ServiceContext, latest_version, project_row
 from .store import Example, ModelVersion, Project, Query, utcnow
 
@@ -64,6 +66,7 @@ def screen_pending(ctx: ServiceContext, pid: int) -> int:
                     continue
                 q = Query(project_id=pid, example_id=e.id, model_version=version.version,
                           strategy=project.strategy, margin=float(v.margin),
+                          threshold=float(threshold),
                           prediction=int(v.prediction), probabilities=[float(a) for a in p],
                           status="computing", origin="stream", created_at=now)
                 q.priority, q.priority_terms = priority.score(v.margin, e.label, v.prediction,
@@ -83,21 +86,44 @@ def screen_pending(ctx: ServiceContext, pid: int) -> int:
 
 
 def compute_counterexample(ctx: ServiceContext, qid: int) -> int | None:
-    """Find a ``computing`` query's counter-example and open it (job ``counterexample``)."""
+    """Find a ``computing`` query's counter-example and open it (job ``counterexample``);
+    the counter-example's id, or ``None``."""
+    return build_pair(ctx, qid, ("computing",))
+
+
+def build_pair(ctx: ServiceContext, qid: int, statuses: tuple, now=None) -> int | None:
+    """(Re)build query ``qid`` (in one of ``statuses``) under the latest model and the
+    current labels, then open it: the example's margin again (a query that lost its reason
+    is closed, ``freshness.close_reason``) and the counter-example among the training
+    examples nobody has labelled or confirmed and no other open pair shows. The query is
+    written only if nobody changed it meanwhile (its labels mark and model version are the
+    ones read). Returns the counter-example's id, or ``None``."""
+    from ..cleaning import margin
     from ..counterexamples import NoCandidates, get_strategy
+    now = now or utcnow()
     with ctx.store.session() as s:
         q = s.get(Query, qid)
-        if q is None or q.status != "computing":
+        if q is None or not freshness.available(q, statuses, now):
             return None
         project = project_row(s, q.project_id)
-        version = s.scalar(select(ModelVersion).where(
-            ModelVersion.project_id == project.id,
-            ModelVersion.version == q.model_version)) or latest_version(s, project.id)
-        state, ids, confirmed, entry = ctx.models.training_state(s, project, version)
+        version = latest_version(s, project.id)
         example = s.get(Example, q.example_id)
-        exclude = confirmed | (ids == example.id)
+        seen = {"labels_changed_at": q.labels_changed_at, "model_version": q.model_version,
+                "status": q.status}
+        reason = freshness.answered_elsewhere(example)
+        if reason is None:
+            clf = ctx.models.classifier(project, version)
+            probs = np.asarray(clf.predict_proba(example.features(project.input_shape)[None])[0])
+            prediction, mu = margin(probs, example.label)
+            reason = freshness.resolved_by_model(q, project, prediction, example.label, mu)
+        if reason is not None:
+            freshness.close(s, q, seen, reason, now)
+            return None
+        state, ids, confirmed, entry = ctx.models.training_state(s, project, version)
+        busy = freshness.busy_examples(s, project.id, but=qid)
+        exclude = confirmed | (ids == example.id) | np.isin(ids, list(busy))
         ce_id, ce_probs, note, top = None, None, None, None
-        ce_scores, ce_label = None, q.prediction
+        ce_scores, ce_label = None, prediction
         started = time.perf_counter()
         with entry["lock"]:
             try:
@@ -111,22 +137,44 @@ def compute_counterexample(ctx: ServiceContext, qid: int) -> int | None:
             except NoCandidates as exc:
                 note = str(exc)
         elapsed_ms = (time.perf_counter() - started) * 1e3
-        value, terms = priority.score(q.margin, example.label, ce_label,
+        value, terms = priority.score(mu, example.label, ce_label,
                                       priority.load_history(s, project.id), ce_scores)
         worker, device = ctx.worker_identity()
-        opened = s.execute(update(Query).where(Query.id == qid, Query.status == "computing")
+        project_row(s, project.id, lock=True)          # the lock order: project, then queries
+        opened = s.execute(update(Query).where(Query.id == qid, *freshness.unchanged(seen))
                            .values(counterexample_id=ce_id, counterexample_probabilities=ce_probs,
                                    note=note, status="open", priority=value,
                                    priority_terms=terms, ranking=top, computed_by=worker,
-                                   computed_on=device)
+                                   computed_on=device, model_version=version.version,
+                                   margin=float(mu), prediction=int(prediction),
+                                   probabilities=[float(a) for a in probs],
+                                   labels_changed_at=None, lease_holder=None,
+                                   lease_expires_at=None,
+                                   refreshed_at=now if seen["status"] != "computing" else None)
                            .execution_options(synchronize_session=False))
-        if opened.rowcount == 1:
+        if opened.rowcount == 1 and seen["status"] == "computing":
             webhooks.emit(s, project.id, "query.opened", {
                 "query_id": qid, "example_id": example.id, "counterexample_id": ce_id,
-                "origin": q.origin, "strategy": q.strategy, "margin": q.margin, "note": note})
+                "origin": q.origin, "strategy": q.strategy, "margin": float(mu), "note": note})
     log.info("query %s: counter-example %s in %.1f ms on %s (%s)", qid, ce_id, elapsed_ms,
              worker, device)
     return ce_id
+
+
+def refresh_queries(ctx: ServiceContext, pid: int) -> dict:
+    """Rebuild or close the project's stale open pairs (job ``refresh``); counts by
+    outcome: ``refreshed``, ``closed``, ``skipped`` (changed meanwhile)."""
+    with ctx.store.session() as s:
+        todo = freshness.stale_ids(s, pid)
+    counts: Counter = Counter()
+    for qid in todo:
+        build_pair(ctx, qid, ("open",))
+        with ctx.store.session() as s:
+            q = s.get(Query, qid)
+            counts["closed" if q.status == freshness.CLOSED else
+                   "refreshed" if q.refreshed_at is not None and q.labels_changed_at is None
+                   else "skipped"] += 1
+    return dict(counts)
 
 
 def pending_screens(s, now) -> list[int]:
@@ -145,3 +193,4 @@ def computing_queries(s, now) -> list[int]:
 
 jobs.SCREEN.bind(screen_pending, unfinished=pending_screens)
 jobs.COUNTEREXAMPLE.bind(compute_counterexample, unfinished=computing_queries)
+jobs.REFRESH.bind(refresh_queries, unfinished=freshness.stale_projects)

@@ -174,8 +174,14 @@ class Query(Base):
     # Which worker, on which device (GPU/CPU), computed the counter-example (0005_jobs).
     computed_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
     computed_on: Mapped[str | None] = mapped_column(String(20), nullable=True)
-    # Set when a person changed the label of one of its sides after it was made.
+    # Set when a person labelled one of its sides after it was made (it needs a refresh).
     labels_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # Freshness (0006_freshness): the τ the example was screened with (stream queries), and
+    # why a query that lost its reason was closed (status ``closed``).
+    threshold: Mapped[float | None] = mapped_column(Float, nullable=True)
+    closed_reason: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    refreshed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class ModelVersion(Base):

@@ -132,6 +132,8 @@ def retrain(ctx: ServiceContext, pid: int, progress=None) -> int | None:
         train_accuracy = float(np.mean(clf.predict(X) == y))
         heldout_metrics = evaluation.version_metrics(clf.predict_proba, heldout, ids,
                                                      len(project.classes))
+        gold_metrics = evaluation.evaluation_metrics(clf.predict_proba, heldout,
+                                                     len(project.classes))
         with ctx.store.session() as s:
             held = s.execute(update(Project).where(lease.held_by_me()).values(
                 trained_generation=generation, **lease.release_values())
@@ -149,7 +151,9 @@ def retrain(ctx: ServiceContext, pid: int, progress=None) -> int | None:
                                               "refit_epochs": report.refit_epochs,
                                               "validation_loss": report.validation_loss,
                                               "seconds": round(seconds, 3),
-                                              "heldout": heldout_metrics}))
+                                              "heldout": heldout_metrics,
+                                              "evaluation": gold_metrics,
+                                              "answers": heldout.answers}))
             evaluation.mark_holdout(s, heldout)
             webhooks.emit(s, pid, "model.created", {
                 "version": number, "generation": generation, "mode": fit_mode,
@@ -165,6 +169,7 @@ def retrain(ctx: ServiceContext, pid: int, progress=None) -> int | None:
             if project_row(s, pid, lock=True).wanted_generation > generation:
                 jobs.follow(s, jobs.RETRAIN(pid))
             jobs.follow(s, jobs.SCREEN(pid))
+            jobs.follow(s, jobs.REFRESH(pid))       # open pairs of older versions
     except BaseException:
         lease.release()           # let the next attempt start at once
         raise

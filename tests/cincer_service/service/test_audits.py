@@ -19,8 +19,11 @@ def test_audit_ranks_planted_errors_and_enqueues(ctx, stream):
     assert len(audit["suspects"]) == 60
     assert np.mean(corrupted[suspects]) > 2 * np.mean(corrupted[:200])
     assert set(audit["suspects"][0]["scores"]) == {"self_influence", "margin"}
-    # The first model already queued the bootstrap audit's suspects; the rest are new.
-    busy = {q["example"]["id"] for q in queries.list_queries(ctx, pid, limit=500)["items"]}
+    # The first model already queued the bootstrap audit's suspects; the rest are new, and
+    # no example already shown by an open pair (either side) is asked about again.
+    busy = {side["id"] for q in queries.list_queries(ctx, pid, limit=500)["items"]
+            if q["status"] in ("computing", "open", "leased")
+            for side in (q["example"], q["counterexample"]) if side}
     fresh = [s["example_id"] for s in audit["suspects"] if s["example_id"] not in busy]
     enqueued = audits.enqueue_audit(ctx, pid, audit["id"])
     assert enqueued["enqueued"] == len(fresh) > 0

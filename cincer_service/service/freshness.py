@@ -1,0 +1,142 @@
+"""Freshness: every pair an annotator leases is true to the current model and labels.
+
+A pair is *fresh* when it was built under the newest model version (or the one before it
+while the newest is younger than ``GRACE_SECONDS`` and may still be building its factor)
+and nobody labelled either side since (``Query.labels_changed_at``, set by
+``labels.change_labels``). Leases hand out fresh pairs only (``fresh_condition``). Stale
+open pairs are rebuilt by the ``refresh`` job (``screening.refresh_queries``), which runs after each
+new model version and after label changes that touch open pairs, and which the reconciler
+finds: the example's margin is checked again under the current model, and the
+counter-example is chosen again with the current labels. A pair that lost its reason
+closes itself (status ``closed``):
+
+* ``resolved_by_model``: the example is no longer suspicious under the current model;
+* ``answered_elsewhere``: a person labelled the example meanwhile (as the other side of
+  another pair, or in the overview).
+
+Counter-examples are chosen among the training examples nobody labelled or confirmed and
+that no other open pair shows (``busy_examples``), so no example is in two open pairs and
+no counter-example repeats among them; the strategy's ranking then gives the next best.
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import and_, func, or_, select
+
+from .labels import REMOVED
+from .store import ModelVersion, Query, utcnow
+
+GRACE_SECONDS = 5.0           # a newer version this young may still be building its factor
+CLOSED = "closed"
+RESOLVED_BY_MODEL = "resolved_by_model"
+ANSWERED_ELSEWHERE = "answered_elsewhere"
+CLOSE_REASONS = (RESOLVED_BY_MODEL, ANSWERED_ELSEWHERE)
+PAIRED = ("computing", "open", "leased")     # statuses of a query that shows its examples
+
+
+def acceptable_version(s, pid: int, now=None) -> int | None:
+    """The oldest model version a leased pair may be built under: the newest, or the one
+    before it while the newest is younger than ``GRACE_SECONDS``."""
+    now = now or utcnow()
+    rows = s.execute(select(ModelVersion.version, ModelVersion.created_at)
+                     .where(ModelVersion.project_id == pid)
+                     .order_by(ModelVersion.version.desc()).limit(2)).all()
+    if not rows:
+        return None
+    if len(rows) == 2 and rows[0].created_at > now - timedelta(seconds=GRACE_SECONDS):
+        return rows[1].version
+    return rows[0].version
+
+
+def available_condition(now):
+    """SQL: open, or leased under a lease that ran out."""
+    return or_(Query.status == "open",
+               and_(Query.status == "leased", Query.lease_expires_at < now))
+
+
+def fresh_condition(min_version: int | None):
+    """SQL: built under ``min_version`` or newer, and no side labelled since."""
+    return and_(Query.labels_changed_at.is_(None),
+                Query.model_version >= (min_version if min_version is not None else 0))
+
+
+def available(q: Query, statuses: tuple, now) -> bool:
+    """Whether ``q`` may be (re)built now: in ``statuses`` (``leased`` counts only once its
+    lease ran out: a pair is never changed while someone holds it)."""
+    if q.status == "leased":
+        return "open" in statuses and q.lease_expires_at is not None \
+            and q.lease_expires_at < now
+    return q.status in statuses
+
+
+def unchanged(seen: dict) -> list:
+    """SQL conditions: the query still has the status, labels mark and model version read
+    in ``seen`` (a compare-and-set for writes that were computed outside locks)."""
+    mark = seen["labels_changed_at"]
+    return [Query.status == seen["status"], Query.model_version == seen["model_version"],
+            Query.labels_changed_at.is_(None) if mark is None
+            else Query.labels_changed_at == mark]
+
+
+def busy_examples(s, pid: int, but: int | None = None) -> set[int]:
+    """Examples that an open, leased or computing pair of the project shows (either side),
+    except query ``but``'s."""
+    rows = s.execute(select(Query.example_id, Query.counterexample_id).where(
+        Query.project_id == pid, Query.status.in_(PAIRED),
+        *([Query.id != but] if but is not None else []))).all()
+    return {i for row in rows for i in row if i is not None}
+
+
+def answered_elsewhere(example) -> str | None:
+    """``answered_elsewhere`` when a person labelled or removed the example since its pair
+    was made (a pair is never made for a confirmed example)."""
+    return ANSWERED_ELSEWHERE if example.confirmed or example.status == REMOVED else None
+
+
+def resolved_by_model(q: Query, project, prediction: int, label: int,
+                      margin: float) -> str | None:
+    """``resolved_by_model`` when the current model no longer doubts the label: a stream
+    pair's margin fell below the τ it was screened with (the project's τ for older rows);
+    an audit pair whose model disagreed with the label when it was made now predicts it
+    (an audit may flag an example the model agrees with: that stays a question)."""
+    if q.origin == "stream":
+        threshold = q.threshold if q.threshold is not None else project.threshold
+        return RESOLVED_BY_MODEL if prediction == label or margin < threshold else None
+    if q.prediction != label and prediction == label:
+        return RESOLVED_BY_MODEL
+    return None
+
+
+def close(s, q: Query, seen: dict, reason: str, now) -> bool:
+    """Close ``q`` for ``reason`` unless someone changed it since ``seen``; kept in the
+    history, never leased again."""
+    from sqlalchemy import update
+    closed = s.execute(update(Query).where(Query.id == q.id, *unchanged(seen)).values(
+        status=CLOSED, closed_reason=reason, closed_at=now, lease_holder=None,
+        lease_expires_at=None).execution_options(synchronize_session=False))
+    return closed.rowcount == 1
+
+
+def stale_ids(s, pid: int, now=None) -> list[int]:
+    """The project's available queries that are not fresh, oldest first."""
+    now = now or utcnow()
+    newest = s.scalar(select(func.max(ModelVersion.version))
+                      .where(ModelVersion.project_id == pid))
+    if newest is None:
+        return []
+    return s.scalars(select(Query.id).where(
+        Query.project_id == pid, available_condition(now),
+        or_(Query.labels_changed_at.is_not(None), Query.model_version < newest))
+        .order_by(Query.id)).all()
+
+
+def stale_projects(s, now) -> list[int]:
+    """Projects with stale available pairs (the reconciler's ``refresh`` work)."""
+    newest = (select(ModelVersion.project_id, func.max(ModelVersion.version).label("v"))
+              .group_by(ModelVersion.project_id).subquery())
+    return s.scalars(select(Query.project_id).join(newest, newest.c.project_id == Query.project_id)
+                     .where(available_condition(now),
+                            or_(Query.labels_changed_at.is_not(None),
+                                Query.model_version < newest.c.v))
+                     .distinct().order_by(Query.project_id)).all()
