@@ -384,6 +384,18 @@ class CincerClient:
         """``GET /projects/{pid}/overview/progress.png``: the progress plot."""
         return self.request("GET", f"/projects/{int(pid)}/overview/progress.png").content
 
+    def cleaning_curve(self, pid: int) -> dict:
+        """The cleaning curve from ``GET /projects/{pid}/stats``: ``{"evaluation": the newest
+        version's scores on the evaluation set (or None), "points": [{version, answers,
+        train_size, created_at, status, n, accuracy, f1_macro, log_loss, ece}]}``."""
+        stats = self.stats(pid)
+        return {"evaluation": stats.get("evaluation"),
+                "points": stats.get("cleaning_curve", [])}
+
+    def cleaning_curve_png(self, pid: int) -> bytes:
+        """``GET /projects/{pid}/overview/curve.png``: the cleaning-curve plot."""
+        return self.request("GET", f"/projects/{int(pid)}/overview/curve.png").content
+
     # -- webhooks ------------------------------------------------------------------------------
     def create_webhook(self, pid: int, url: str, events: list[str] | None = None) -> dict:
         """``POST /projects/{pid}/webhooks`` (admin); the signing secret is shown once."""

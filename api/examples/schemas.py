@@ -5,7 +5,8 @@ import marshmallow as ma
 from flask import current_app
 from marshmallow import fields, validate, validates
 
-from cincer_service.service.context import EXAMPLE_STATUSES
+from cincer_service.service.evaluation import SPLITS
+from cincer_service.service.examples import STATUSES
 
 from ..fields import FreeText, Identifier, Label, Name, NumberArray
 
@@ -25,6 +26,11 @@ class ExampleInSchema(ma.Schema):
     label = Label(required=True, metadata={
         "description": "class name, or class index 0..len(classes)-1"})
     source = Name(allow_none=True)
+    split = fields.String(validate=validate.OneOf(SPLITS), metadata={
+        "description": "training (default): the example joins the training stream; "
+                       "evaluation: it joins the evaluation set (status evaluation), its "
+                       "label is trusted, it is never trained on, screened or queried, and "
+                       "every model version is scored on it (the cleaning curve in /stats)"})
 
 
 class IngestSchema(ma.Schema):
@@ -60,7 +66,7 @@ MAX_OFFSET = 2**53
 
 
 class ExampleListArgsSchema(ma.Schema):
-    status = fields.String(validate=validate.OneOf(EXAMPLE_STATUSES))
+    status = fields.String(validate=validate.OneOf(STATUSES))
     source = fields.String()
     offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_OFFSET))
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1),
@@ -84,7 +90,7 @@ class ExampleSchema(ma.Schema):
     label_name = fields.String()
     original_label = fields.Integer()
     original_label_name = fields.String()
-    status = fields.String(metadata={"enum": list(EXAMPLE_STATUSES)})
+    status = fields.String(metadata={"enum": list(STATUSES)})
     confirmed = fields.Boolean()
     created_at = fields.DateTime()
     updated_at = fields.DateTime()

@@ -78,3 +78,15 @@ def progress_png(pid):
     """The cleaning progress as a PNG plot (rendered here with matplotlib's Agg)."""
     return Response(overview.progress_plot(get_context(), pid), mimetype="image/png",
                     headers={"Cache-Control": "no-store"})
+
+
+@blp.route("/curve.png", methods=["GET"])
+@requires()
+@blp.doc(responses={"200": {"description": "the cleaning-curve plot",
+                            "content": {"image/png": {"schema": {"type": "string",
+                                                                 "format": "binary"}}}}})
+def curve_png(pid):
+    """The cleaning curve as a PNG plot: accuracy and macro-F1 on the evaluation set against
+    the answers given and against the model version (the numbers are in ``/stats``)."""
+    return Response(overview.curve_plot(get_context(), pid), mimetype="image/png",
+                    headers={"Cache-Control": "no-store"})

@@ -201,6 +201,24 @@ class TokenSchema(ma.Schema):
     created_at = fields.DateTime()
 
 
+class CurvePointSchema(ma.Schema):
+    version = fields.Integer()
+    answers = fields.Integer(allow_none=True, metadata={
+        "description": "queries answered when the version's training set was read (null "
+                       "for versions trained before this was recorded)"})
+    train_size = fields.Integer()
+    created_at = fields.DateTime()
+    status = fields.String(metadata={
+        "enum": ["ok", "empty", "missing"],
+        "description": "ok (scored), empty (no evaluation set when it was trained) or "
+                       "missing (trained before versions were scored on it)"})
+    n = fields.Integer(metadata={"description": "evaluation examples scored"})
+    accuracy = fields.Float(allow_none=True)
+    f1_macro = fields.Float(allow_none=True)
+    log_loss = fields.Float(allow_none=True)
+    ece = fields.Float(allow_none=True)
+
+
 class StatsSchema(ma.Schema):
     examples = fields.Dict(keys=fields.String(), values=fields.Integer(),
                            metadata={"description": "examples per status"})
@@ -226,6 +244,15 @@ class StatsSchema(ma.Schema):
                        "holdout_noisy, min_per_class}; each set is {status: ok, n, accuracy, "
                        "f1_weighted, log_loss, ece} or {status: too_few, n, min} or "
                        "{status: off}"})
+    evaluation = fields.Dict(allow_none=True, metadata={
+        "description": "the newest model version's scores on the evaluation set (examples "
+                       "ingested with split evaluation; labels trusted, never trained on): "
+                       "{version, answers, status: ok, n, per_class, accuracy, f1_macro, "
+                       "f1_weighted, log_loss, ece} or {version, answers, status: empty, "
+                       "n: 0}; null before the first model"})
+    cleaning_curve = fields.List(fields.Nested(CurvePointSchema), metadata={
+        "description": "per model version, oldest first, its scores on the evaluation set "
+                       "and the answers given before it was trained"})
 
 
 class ExportArgsSchema(ma.Schema):

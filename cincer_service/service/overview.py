@@ -21,7 +21,7 @@ from datetime import timedelta
 import numpy as np
 from sqlalchemy import and_, func, or_, select, update
 
-from . import jobs
+from . import evaluation, jobs
 from .context import ServiceContext, latest_version, project_row
 from .errors import BadInput, Conflict
 from .labels import REMOVED, LabelChange, change_labels, count_towards_retrain
@@ -132,8 +132,11 @@ def compute_overview(ctx: ServiceContext, pid: int, progress=None) -> str | None
             version = latest_version(s, pid)
             if version is None:
                 raise Conflict("the project has no model yet")
+            # the evaluation set is the yardstick, not data to clean: not in the overview
             rows = s.execute(select(Example.id, Example.x, Example.label)
-                             .where(Example.project_id == pid, Example.status != REMOVED)
+                             .where(Example.project_id == pid,
+                                    Example.status.notin_((REMOVED,
+                                                           evaluation.EVALUATION_STATUS)))
                              .order_by(Example.id)).all()
             clf = ctx.models.classifier(project, version)
             shape, generation = tuple(project.input_shape), project.generation
@@ -300,6 +303,50 @@ def progress_plot(ctx: ServiceContext, pid: int) -> bytes:
     axes.set_xlabel("model version")
     axes.set_ylabel("per version")
     axes.set_title("Cleaning progress", fontsize=10)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def curve_plot(ctx: ServiceContext, pid: int) -> bytes:
+    """The cleaning curve as a PNG: accuracy and macro-F1 on the evaluation set against the
+    answers given (left) and against the model version (right), one point per version
+    scored on it. Matplotlib with the Agg backend."""
+    import matplotlib
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+    with ctx.store.session() as s:
+        project_row(s, pid)
+        curve = evaluation.cleaning_curve(s, pid)
+    points = [p for p in curve if p["status"] == "ok"]
+    figure = Figure(figsize=(8.0, 3.0), dpi=100)
+    by_answers, by_version = figure.subplots(1, 2, sharey=True)
+    if points:
+        versions = [p["version"] for p in points]
+        sizes = sorted({p["n"] for p in points})
+        for key, name, color in (("accuracy", "accuracy", "#2357c6"),
+                                 ("f1_macro", "macro-F1", "#e0a030")):
+            values = [p[key] for p in points]
+            timed = [(p["answers"], p[key]) for p in points if p["answers"] is not None]
+            if timed:
+                by_answers.plot(*zip(*timed), marker="o", color=color, label=name)
+            by_version.plot(versions, values, marker="o", color=color, label=name)
+        low = min(min(p["accuracy"], p["f1_macro"]) for p in points)
+        by_answers.set_ylim(max(0.0, low - 0.1), 1.0)
+        by_version.set_xticks(versions, [f"v{v}" for v in versions])
+        by_version.legend(loc="lower right", fontsize=8, frameon=False)
+        n_text = "/".join(str(n) for n in sizes)
+        figure.suptitle(f"Cleaning curve: the evaluation set ({n_text} trusted examples)",
+                        fontsize=10)
+    else:
+        by_answers.text(0.5, 0.5, "no model scored on an evaluation set yet:\n"
+                        "ingest examples with split \"evaluation\"", ha="center",
+                        va="center", fontsize=8, transform=by_answers.transAxes)
+        figure.suptitle("Cleaning curve", fontsize=10)
+    by_answers.set_xlabel("answers given")
+    by_answers.set_ylabel("on the evaluation set")
+    by_version.set_xlabel("model version")
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")

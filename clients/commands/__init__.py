@@ -9,6 +9,7 @@ from . import (
     annotate,
     audits,
     bench,
+    curve,
     examples,
     export,
     ingest,
@@ -23,8 +24,8 @@ from . import (
 )
 
 # In the order ``--help`` lists them.
-GROUPS = (ingest, annotate, export, status, bench, projects, tokens, examples, queries, models,
-          audits, overview, webhooks, service)
+GROUPS = (ingest, annotate, export, status, curve, bench, projects, tokens, examples, queries,
+          models, audits, overview, webhooks, service)
 
 
 def register_all(sub, common) -> None:

@@ -326,15 +326,20 @@
   }
 
   async function loadPlot() {
-    const img = $("progress-plot");
+    await Promise.all([drawPlot("progress-plot", "/progress.png", "the progress plot"),
+                       drawPlot("curve-plot", "/curve.png", "the cleaning curve")]);
+  }
+
+  async function drawPlot(id, png, what) {
+    const img = $(id);
     try {
-      const response = await fetch(document.body.dataset.api + path("/progress.png"),
+      const response = await fetch(document.body.dataset.api + path(png),
                                    {headers: {"Authorization": "Bearer " + Cincer.token()}});
       if (!response.ok) throw new Cincer.ApiError(response.status, "plot", response.statusText);
       const url = URL.createObjectURL(await response.blob());
       if (img.src.startsWith("blob:")) URL.revokeObjectURL(img.src);
       img.src = url;
-    } catch (error) { img.alt = explain(error, "drawing the progress plot"); }
+    } catch (error) { img.alt = explain(error, "drawing " + what); }
   }
 
   // -- wiring ----------------------------------------------------------------------------

@@ -25,26 +25,57 @@ def _fixed_predictions(seed, n=200, c=4):
     return y, probs
 
 
+def _by_hand(y, probs, n_classes):
+    """Accuracy, macro-F1 and log loss written out from their definitions, the reference the
+    scikit-learn calls are checked against (the module keeps no metric code of its own)."""
+    y_pred = [int(np.argmax(p)) for p in probs]
+    accuracy = sum(int(a == b) for a, b in zip(y, y_pred)) / len(y)
+    f1s = []
+    for c in sorted(set(y) | set(y_pred)):
+        tp = sum(1 for a, b in zip(y, y_pred) if a == c and b == c)
+        fp = sum(1 for a, b in zip(y, y_pred) if a != c and b == c)
+        fn = sum(1 for a, b in zip(y, y_pred) if a == c and b != c)
+        f1s.append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0)
+    eps = np.finfo(np.float64).eps
+    loss = -sum(np.log(min(max(p[c] / sum(p), eps), 1 - eps)) for p, c in zip(probs, y))
+    return accuracy, sum(f1s) / len(f1s), loss / len(y)
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_metrics_match_scikit_learn(seed):
+def test_metrics_are_scikit_learns(seed):
     y, probs = _fixed_predictions(seed)
     y_pred = probs.argmax(axis=1)
-    m = ev.classification_metrics(y, probs)
+    m = ev.classification_metrics(y, probs, 4)
     assert m["n"] == len(y)
-    assert m["accuracy"] == pytest.approx(accuracy_score(y, y_pred), abs=1e-12)
-    assert m["f1_weighted"] == pytest.approx(f1_score(y, y_pred, average="weighted"), abs=1e-12)
-    assert m["log_loss"] == pytest.approx(_sk_log_loss(y, probs, 4), rel=1e-9)
+    assert m["accuracy"] == accuracy_score(y, y_pred)
+    assert m["f1_macro"] == f1_score(y, y_pred, average="macro")
+    assert m["f1_weighted"] == f1_score(y, y_pred, average="weighted")
+    assert m["log_loss"] == pytest.approx(_sk_log_loss(y, probs, 4), rel=1e-12)
+    accuracy, f1_macro, loss = _by_hand(y.tolist(), probs.tolist(), 4)
+    assert m["accuracy"] == pytest.approx(accuracy, abs=1e-12)
+    assert m["f1_macro"] == pytest.approx(f1_macro, abs=1e-12)
+    assert m["log_loss"] == pytest.approx(loss, rel=1e-9)
 
 
-def test_f1_and_log_loss_edge_cases_match_scikit_learn():
-    # class 2 is never predicted, class 3 never occurs, one probability is exactly 0
+def test_the_hand_written_metrics_are_gone():
+    for name in ("accuracy", "weighted_f1", "log_loss"):
+        assert not hasattr(ev, name), name
+
+
+def test_log_loss_knows_every_class_and_edge_cases_match_scikit_learn():
+    # class 2 is never predicted, class 3 never occurs, one probability is exactly 0, and
+    # a set holding one class only still needs every class for its log loss
     y = np.array([0, 0, 1, 1, 2, 2, 2, 0])
     probs = np.array([[.9, .1, 0, 0], [.6, .3, .1, 0], [.2, .7, .1, 0], [.5, .4, .1, 0],
                       [.1, .8, .1, 0], [.4, .3, .3, 0], [1., 0, 0, 0], [.25, .25, .25, .25]])
     y_pred = probs.argmax(axis=1)
-    assert ev.weighted_f1(y, y_pred) == pytest.approx(
-        f1_score(y, y_pred, average="weighted", zero_division=0), abs=1e-12)
-    assert ev.log_loss(y, probs) == pytest.approx(_sk_log_loss(y, probs, 4), rel=1e-9)
+    m = ev.classification_metrics(y, probs, 4)
+    assert m["f1_macro"] == f1_score(y, y_pred, average="macro", zero_division=0)
+    assert m["log_loss"] == pytest.approx(_sk_log_loss(y, probs, 4), rel=1e-12)
+    assert m["f1_macro"] == pytest.approx(_by_hand(y.tolist(), probs.tolist(), 4)[1])
+    one_class = ev.classification_metrics([1, 1], [[.2, .7, .1], [.1, .1, .8]], 3)
+    assert one_class["log_loss"] == pytest.approx(-(np.log(.7) + np.log(.1)) / 2)
+    assert one_class["accuracy"] == 0.5
 
 
 def _slow_ece(y, probs, bins=10):

@@ -70,11 +70,12 @@ def test_demo_is_seeded_once(tmp_path):
     project = seed_demo(ctx, n_examples=200, bootstrap_size=100)
     assert project["name"] == "demo-digits" and project["input_shape"] == [8, 8]
     assert project["input_kind"] == "image"
-    assert examples.list_examples(ctx, project["id"])["total"] == 200
+    # the stream, and the default evaluation set (300 digits, 150 utterances)
+    assert examples.list_examples(ctx, project["id"])["total"] == 200 + 300
     text = [p for p in projects.list_projects(ctx) if p["input_kind"] == "text"]
     assert len(text) == 1 and text[0]["name"] == "demo-intents"
     page = examples.list_examples(ctx, text[0]["id"], limit=5)
-    assert page["total"] == 100 and all(e["text"] for e in page["items"])
+    assert page["total"] == 100 + 150 and all(e["text"] for e in page["items"])
     assert seed_demo(ctx) is None
 
 
