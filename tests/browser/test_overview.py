@@ -66,3 +66,5 @@ def test_relabel_a_batch_from_a_cell(browser, live, breast_project):
     WebDriverWait(driver, WAIT).until(
         lambda d: "Labels changed since" in d.find_element(By.ID, "status").text)
     assert driver.find_element(By.ID, "progress-plot").get_attribute("src").startswith("blob:")
+    WebDriverWait(driver, WAIT).until(    # the cleaning curve's PNG, drawn beside it
+        lambda d: d.find_element(By.ID, "curve-plot").get_attribute("src").startswith("blob:"))
