@@ -23,7 +23,7 @@ def test_the_curve_from_the_client_and_the_cli(live, capsys, tmp_path):
     pid = live.create_project({"name": "curve", "classes": ["malignant", "benign"],
                                "input_shape": [30], "bootstrap_size": BOOTSTRAP,
                                "model": {"kind": "lr", "max_epochs": 60},
-                               "retrain": {"every_n_answers": 3}})["id"]
+                               "retrain": {"every_n_answers": 10}})["id"]
     empty = live.cleaning_curve(pid)
     assert empty == {"evaluation": None, "points": []}
     assert "no model version yet" in _run(capsys, pid, "curve", "--table")

@@ -13,6 +13,7 @@ from cincer_service.service.store import Example, LabelEvent, ModelVersion, Proj
 from tests.support.service import BOOTSTRAP, annotator, answer_all, items, new_project
 
 N_GOLD = 60
+FEWER_RETRAINS = {"retrain": {"mode": "warm", "every_n_answers": 10}}
 
 
 def gold_items(stream, start=0, stop=N_GOLD, prefix="gold-"):
@@ -29,7 +30,7 @@ def gold_ids(ctx, pid):
 
 def test_evaluation_examples_are_never_trained_screened_queried_or_overviewed(ctx, stream):
     data, noisy, _ = stream
-    pid = new_project(ctx)
+    pid = new_project(ctx, **FEWER_RETRAINS)
     # before the bootstrap: the evaluation set does not count towards it
     created = examples.ingest(ctx, pid, gold_items(stream, 0, 40))
     assert {r["status"] for r in created} == {"evaluation"}
@@ -75,7 +76,7 @@ def test_evaluation_examples_are_never_trained_screened_queried_or_overviewed(ct
 
 def test_each_version_is_scored_on_the_evaluation_set_as_scikit_learn_scores_it(ctx, stream):
     data, _, _ = stream
-    pid = new_project(ctx)
+    pid = new_project(ctx, **FEWER_RETRAINS)
     examples.ingest(ctx, pid, gold_items(stream))
     examples.ingest(ctx, pid, items(stream, 0, BOOTSTRAP + 150))
     answer_all(ctx, pid, data.y_train, annotator(ctx, pid))
@@ -109,7 +110,7 @@ def test_each_version_is_scored_on_the_evaluation_set_as_scikit_learn_scores_it(
 
 def test_the_cleaning_curve_in_stats(ctx, stream):
     data, _, _ = stream
-    pid = new_project(ctx)
+    pid = new_project(ctx, **FEWER_RETRAINS)
     examples.ingest(ctx, pid, items(stream, 0, BOOTSTRAP))
     examples.ingest(ctx, pid, gold_items(stream))       # after v1: scored from v2 on
     examples.ingest(ctx, pid, items(stream, BOOTSTRAP, BOOTSTRAP + 150))
@@ -175,7 +176,7 @@ def test_split_is_checked_and_an_external_id_keeps_its_split(ctx, stream):
 
 def test_the_curve_plot_is_a_png(ctx, stream):
     data, _, _ = stream
-    pid = new_project(ctx)
+    pid = new_project(ctx, **FEWER_RETRAINS)
     empty = overview.curve_plot(ctx, pid)
     assert empty.startswith(b"\x89PNG\r\n\x1a\n")
     examples.ingest(ctx, pid, gold_items(stream))
