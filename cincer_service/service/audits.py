@@ -98,6 +98,9 @@ def run_audit(ctx: ServiceContext, aid: int, progress=None) -> str | None:
                 webhooks.emit(s, project.id, "audit.finished", {
                     "audit_id": aid, "status": "done", "detectors": detectors,
                     "top_k": top_k, "automatic": auto, "error": None})
+                if auto:      # in the same transaction: done means its queries exist
+                    _enqueue(ctx, s, project.id, s.get(Audit, aid, populate_existing=True),
+                             None, "bootstrap")
     except Exception as exc:
         lease.stop()
         with ctx.store.session() as s:
@@ -112,8 +115,6 @@ def run_audit(ctx: ServiceContext, aid: int, progress=None) -> str | None:
         raise
     finally:
         lease.stop()
-    if auto:
-        enqueue_audit(ctx, project.id, aid, origin="bootstrap")
     return "done"
 
 
@@ -121,31 +122,38 @@ def enqueue_audit(ctx: ServiceContext, pid: int, aid: int, top_k: int | None = N
                   origin: str = "audit") -> dict:
     """Turn a finished audit's top suspects into review queries (each then gets a
     counter-example); suspects already confirmed or under review are skipped."""
-    from ..cleaning import margin  # TensorFlow: only where models run
-    created = []
     with ctx.store.session() as s:
-        project = project_row(s, pid)
         audit = audit_row(s, pid, aid)
         if audit.status != "done":
             raise Conflict(f"audit {aid} is {audit.status}, not done")
-        version = latest_version(s, pid)
-        clf = ctx.models.classifier(project, version)
-        suspects = (audit.result or {}).get("suspects", [])[:top_k or audit.top_k]
-        busy = freshness.busy_examples(s, pid)
-        for suspect in suspects:
-            example = s.get(Example, suspect["example_id"])
-            if example is None or example.id in busy or example.confirmed:
-                continue
-            p = clf.predict_proba(example.features(project.input_shape)[None])[0]
-            prediction, mu = margin(p, example.label)
-            q = Query(project_id=pid, example_id=example.id, model_version=version.version,
-                      strategy=project.strategy, origin=origin, status="computing",
-                      margin=mu, prediction=prediction, probabilities=[float(a) for a in p])
-            s.add(q)
-            s.flush()
-            created.append(q.id)
-            jobs.follow(s, jobs.COUNTEREXAMPLE(q.id))
+        created = _enqueue(ctx, s, pid, audit, top_k, origin)
     return {"audit_id": aid, "query_ids": created, "enqueued": len(created)}
+
+
+def _enqueue(ctx: ServiceContext, s, pid: int, audit: Audit, top_k: int | None,
+             origin: str) -> list[int]:
+    """Create the ``computing`` queries of a done audit's top suspects in session ``s``;
+    their ids (each gets its counter-example after the commit)."""
+    from ..cleaning import margin  # TensorFlow: only where models run
+    project = project_row(s, pid)
+    version = latest_version(s, pid)
+    clf = ctx.models.classifier(project, version)
+    suspects = (audit.result or {}).get("suspects", [])[:top_k or audit.top_k]
+    busy, created = freshness.busy_examples(s, pid), []
+    for suspect in suspects:
+        example = s.get(Example, suspect["example_id"])
+        if example is None or example.id in busy or example.confirmed:
+            continue
+        p = clf.predict_proba(example.features(project.input_shape)[None])[0]
+        prediction, mu = margin(p, example.label)
+        q = Query(project_id=pid, example_id=example.id, model_version=version.version,
+                  strategy=project.strategy, origin=origin, status="computing",
+                  margin=mu, prediction=prediction, probabilities=[float(a) for a in p])
+        s.add(q)
+        s.flush()
+        created.append(q.id)
+        jobs.follow(s, jobs.COUNTEREXAMPLE(q.id))
+    return created
 
 
 def list_audits(ctx: ServiceContext, pid: int, offset: int = 0, limit: int = 50) -> dict:

@@ -43,17 +43,20 @@ def test_stream_is_screened_and_answers_clean_labels(ctx, stream):
     assert origins.count("bootstrap") > 0              # the first model's bootstrap audit
 
     answered = answer_all(ctx, pid, data.y_train, annotator(ctx, pid))
-    assert len(answered) == n_queries
     assert all(q["counterexample"] is not None for q in answered)
-    # Pertinence: the counter-example carries the predicted label, unless an earlier answer
-    # relabelled it after it was chosen.
+    # Pertinence and freshness: every leased counter-example carries the predicted label,
+    # and no pair shows an example an earlier answer labelled (those pairs were rebuilt or
+    # closed as answered elsewhere / resolved by the model before anyone saw them).
     touched = set()
     for q in answered:
         ce = q["counterexample"]
-        assert ce["label"] == q["example"]["prediction"] or ce["id"] in touched
+        assert ce["label"] == q["example"]["prediction"]
+        assert not {q["example"]["id"], ce["id"]} & touched
         touched |= {q["example"]["id"], ce["id"]}
     stats = reports.stats(ctx, pid)
-    assert stats["queries"]["answered"] == n_queries
+    assert stats["queries"]["answered"] == len(answered) > n_queries // 2
+    assert stats["queries"]["open"] == stats["queries"]["computing"] == 0
+    assert stats["queries"]["answered"] + stats["queries"]["closed"] >= n_queries
     assert stats["model_version"] >= 2                  # answers triggered retrains
 
     # Histories are exact: ingest first, then one event per answer touching the example.
