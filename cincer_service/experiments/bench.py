@@ -3,8 +3,9 @@
 ``run_bench`` returns the JSON document of ``cincer-service bench``: median milliseconds
 per counter-example query and seconds per Top-Fisher factorization on breast/fc and on
 synthetic cached features (128 features, 10 classes, so the top-layer algebra itself is
-timed), seconds per cleaning iteration, a closed-form vs ``GradientTape`` check, and the
-detectors' timings from ``bench_detectors``.
+timed), seconds per cleaning iteration, a closed-form vs ``GradientTape`` check, the
+detectors' timings from ``bench_detectors`` and the service's lease latency with a backlog
+right after a retrain (``bench_service``).
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from ..models import Classifier
 from ..spec import DEFAULT_SCHEDULE
 from ..state import ModelState
 from .bench_detectors import detector_benchmarks
+from .bench_service import bench_lease_after_retrain
 from .config import SimulationConfig
 from .simulate import Experiment, run_cleaning
 
@@ -149,6 +151,9 @@ def run_bench(quick: bool = False, detectors: bool = True) -> dict:
                                                     (0,) if quick else (0, 1, 2))}
     if not quick:
         doc["in_loop_ms"]["digits_fc"] = bench_in_loop("digits", 100, (0,))
+    doc["service_lease_after_retrain"] = {
+        name: bench_lease_after_retrain(name) for name in
+        (("breast",) if quick else ("breast", "digits"))}
     doc["reference_check"] = {"max_rel_error": max_rel}
     if detectors:
         doc["detectors"] = detector_benchmarks(quick)

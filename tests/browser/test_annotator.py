@@ -96,6 +96,10 @@ def test_sign_in_and_answer_with_the_keyboard(browser, live, breast_project):
     text = driver.find_element(By.ID, "explain").text
     assert "The model thinks the example is" in text and "counter-example" in text
     assert "Either label may be the wrong one" in text
+    # The why is the query's own explanation (origin, margin against its τ), not a
+    # sentence about the project's current τ.
+    shown = [p.text for p in driver.find_elements(By.CSS_SELECTOR, "#explain p.why")]
+    assert len(shown) >= 2 and any("margin" in line for line in shown)
     assert "Answered 0" in driver.find_element(By.ID, "progress").text
     # Probability bars with the class names, and the features table with highlights.
     assert "malignant" in driver.find_element(By.ID, "side-example").text

@@ -173,20 +173,22 @@
       el("p", {}, "The model thinks the example is ", strong(className(pred)),
          ` (${percent(probs[pred] || 0)} sure), but it is labelled `, strong(className(given)),
          ` (the model gives that label ${percent(probs[given] || 0)}).`),
-      el("p", {}, "Why it doubts the label: the gap between those two numbers is ",
-         strong((q.margin || 0).toFixed(2)),
-         `. The service asks a person whenever this gap reaches ${state.project.threshold}; ` +
-         "the bigger it is, the more firmly the label contradicts what the model has " +
-         "learned so far — which says nothing yet about who is right."),
+      // Why this pair is asked: derived from the query by the service (its origin, its
+      // margin against the τ it was screened with, the counter-example's current label).
+      ...(q.explanation ? q.explanation.sentences : []).slice(0, 2).map(
+        sentence => el("p", {class: "why", text: sentence})),
     ];
     if (ce) {
       const score = q.counterexample_score;
-      parts.push(el("p", {}, "The counter-example on the right is the training example " +
-        "that most supports the model's view: it is labelled ", strong(className(ce.label)),
-        score === null || score === undefined ? "" :
-          ` (influence score ${score.toPrecision(3)}: how strongly it pushes the model ` +
-          "towards its prediction)",
-        ". If its label is wrong, it may be what taught the model the mistake."));
+      const relation = q.explanation && q.explanation.counterexample_relation;
+      parts.push(relation === "contradicts_prediction"
+        ? el("p", {class: "why"}, q.explanation.sentences[q.explanation.sentences.length - 1])
+        : el("p", {}, "The counter-example on the right is the training example " +
+          "that most supports the model's view: it is labelled ", strong(className(ce.label)),
+          score === null || score === undefined ? "" :
+            ` (influence score ${score.toPrecision(3)}: how strongly it pushes the model ` +
+            "towards its prediction)",
+          ". If its label is wrong, it may be what taught the model the mistake."));
       const alts = q.alternatives || [];
       if (alts.length) {
         parts.push(el("p", {class: "alternatives"}, "Next in the ranking: ",
