@@ -119,7 +119,8 @@ def close(s, q: Query, seen: dict, reason: str, now) -> bool:
 
 
 def stale_ids(s, pid: int, now=None) -> list[int]:
-    """The project's available queries that are not fresh, oldest first."""
+    """The project's available queries that are not fresh, the most valuable first (the
+    refresh rebuilds first what the queue would hand out first)."""
     now = now or utcnow()
     newest = s.scalar(select(func.max(ModelVersion.version))
                       .where(ModelVersion.project_id == pid))
@@ -128,7 +129,7 @@ def stale_ids(s, pid: int, now=None) -> list[int]:
     return s.scalars(select(Query.id).where(
         Query.project_id == pid, available_condition(now),
         or_(Query.labels_changed_at.is_not(None), Query.model_version < newest))
-        .order_by(Query.id)).all()
+        .order_by(func.coalesce(Query.priority, 0.0).desc(), Query.id)).all()
 
 
 def stale_projects(s, now) -> list[int]:
