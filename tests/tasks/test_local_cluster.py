@@ -1,11 +1,16 @@
-"""``deploy/local-cluster.sh``: Redis, two workers, beat (its own process) and gunicorn on
-loopback, started, used and stopped for real -- also after a worker's main process was killed
-with SIGKILL, leaving its pool child orphaned: ``stop`` leaves no process behind."""
+"""``deploy/local-cluster.sh``: Redis, two workers and beat (its own process) under
+supervisord, and gunicorn on loopback, started, used and stopped for real. A worker's main
+process killed with SIGKILL is running again (a new pid, reported by supervisord) within 10 s;
+``stop`` leaves no process behind, also after that kill and after supervisord itself was
+killed (its programs orphaned)."""
+import configparser
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
 
 import pytest
 import requests
@@ -32,6 +37,9 @@ pytestmark = pytest.mark.integration
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCRIPT = os.path.join(ROOT, "deploy", "local-cluster.sh")
 COMPONENTS = ("api", "worker1", "worker2", "beat", "redis")
+PID_FILES = ("api", "redis", "supervisord")     # the rest run under supervisord
+SUPERVISED = ("worker1", "worker2", "beat")
+RESTART_LIMIT = 10.0          # seconds from SIGKILL of a worker's main process to a new one
 
 
 def cluster(command, env, timeout=120):
@@ -49,9 +57,29 @@ def cluster_env(tmp_path, **extra):
 
 
 def pids(tmp_path):
+    """The pid files the script keeps (the API, its Redis, supervisord)."""
     folder = tmp_path / "cluster"
-    return {c: int((folder / f"{c}.pid").read_text()) for c in COMPONENTS
+    return {c: int((folder / f"{c}.pid").read_text()) for c in PID_FILES
             if (folder / f"{c}.pid").exists()}
+
+
+def statuses(env) -> dict:
+    """``status``'s view: component -> (state, pid or None), e.g. ``("running", 123)``."""
+    done = cluster("status", env, timeout=60)
+    found = {}
+    for line in done.stdout.splitlines():
+        match = re.match(r"(\w+): (\w+)(?: \(pid (\d+))?", line)
+        if match and match.group(1) in (*COMPONENTS, "supervisord"):
+            pid = match.group(3)
+            found.setdefault(match.group(1), (match.group(2), int(pid) if pid else None))
+    return found
+
+
+def supervised_pids(env) -> dict:
+    """worker1, worker2, beat -> the pid supervisord reports as RUNNING (None otherwise)."""
+    found = statuses(env)
+    return {c: found[c][1] if found.get(c, ("",))[0] == "running" else None
+            for c in SUPERVISED}
 
 
 def alive(pid):
@@ -73,14 +101,60 @@ def leftovers(tmp_path):
 
 def all_logs(tmp_path):
     return "\n".join(f"--- {c}\n{log_tail(str(tmp_path / 'cluster' / f'{c}.log'), 25)}"
-                     for c in COMPONENTS)
+                     for c in (*COMPONENTS, "supervisord"))
 
 
-def test_cluster_starts_its_own_redis_runs_jobs_and_stops_cleanly(tmp_path):
+def supervisorctl(env, *args) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [os.path.join(env["CINCER_VENV"], "bin", "supervisorctl"), "-c",
+         os.path.join(env["CINCER_DATA_DIR"], "cluster", "supervisord.conf"), *args],
+        env=env, capture_output=True, text=True, timeout=30)
+
+
+def running_pid(env, name: str) -> int | None:
+    """The pid of ``name``'s main process when supervisord reports it RUNNING."""
+    program = f"workers:{name}" if name.startswith("worker") else name
+    match = re.search(r"\bRUNNING +pid (\d+)", supervisorctl(env, "status", program).stdout)
+    return int(match.group(1)) if match else None
+
+
+def spawned_at(tmp_path, name: str, pid: int) -> float | None:
+    """When supervisord.log says it spawned ``name`` as ``pid`` (epoch seconds)."""
+    log = (tmp_path / "cluster" / "supervisord.log").read_text(errors="replace")
+    match = re.search(rf"^(\S+ \S+) INFO spawned: '{name}' with pid {pid}$", log, re.M)
+    if not match:
+        return None
+    return datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
+
+def kill_worker_main(env, tmp_path, name: str = "worker1") -> dict:
+    """SIGKILL the main process of worker ``name`` (its pool children die with it or live on
+    as orphans); wait until supervisord reports a new main process RUNNING (it is RUNNING
+    once it stayed up ``startsecs``, 1 s). Returns the old and new pids, the old pool, the
+    seconds from the kill to the new RUNNING pid as seen by polling ``supervisorctl status``
+    (an upper bound) and to its spawn in supervisord.log."""
+    old = running_pid(env, name)
+    assert old and alive(old), f"{name} is not running: {statuses(env)}"
+    pool = child_pids(old)
+    os.kill(old, signal.SIGKILL)
+    killed, killed_epoch = time.monotonic(), time.time()
+    try:
+        new = wait_until(lambda: (lambda p: p if p and p != old else None)(
+            running_pid(env, name)), 30, 0.05, f"a new {name} main process")
+    except TimeoutError:
+        pytest.fail(f"{name} was not restarted within 30 s:\n{all_logs(tmp_path)}")
+    restart = round(time.monotonic() - killed, 2)
+    spawned = spawned_at(tmp_path, name, new)
+    return {"old": old, "new": new, "pool": pool, "at": killed, "restart_seconds": restart,
+            "spawn_seconds": round(spawned - killed_epoch, 2) if spawned else None}
+
+
+def test_cluster_starts_its_own_redis_runs_jobs_restarts_a_killed_worker_and_stops_cleanly(
+        tmp_path):
     redis_server_binary()                       # installs it as root, else says what to do
     redis_url = f"redis://127.0.0.1:{free_port()}/0"   # nothing answers there yet
     env = cluster_env(tmp_path, CINCER_REDIS_URL=redis_url)
-    running = {}
+    running, supervised, killed = {}, {}, {}
     started = cluster("start", env)
     try:
         assert started.returncode == 0, started.stderr + all_logs(tmp_path)
@@ -88,13 +162,29 @@ def test_cluster_starts_its_own_redis_runs_jobs_and_stops_cleanly(tmp_path):
         assert url in started.stdout
         assert redis_answers(redis_url), "the cluster's redis-server is not on the URL's port"
         running = pids(tmp_path)
-        assert set(running) == set(COMPONENTS) and all(map(alive, running.values()))
+        assert set(running) == set(PID_FILES) and all(map(alive, running.values()))
         assert requests.get(f"{url}/healthz", timeout=5).status_code == 200
         status = cluster("status", env)
-        assert status.returncode == 0 and status.stdout.count("running") == 5
+        assert status.returncode == 0 and status.stdout.count(": running") == 6, status.stdout
+        supervised = supervised_pids(env)
+        assert all(supervised.values()) and all(map(alive, supervised.values())), supervised
         # Beat is its own process, exactly one, and no worker runs one inside it.
-        assert beats(tmp_path) == [running["beat"]]
+        assert beats(tmp_path) == [supervised["beat"]]
         assert (tmp_path / "cluster" / "admin-token").stat().st_mode & 0o077 == 0
+
+        # The generated supervisord configuration: every program restarts, waits
+        # CINCER_STOP_TIMEOUT after SIGTERM, then SIGKILLs its whole group; a worker's SIGTERM
+        # goes to its main process only (Celery's warm shutdown: the running job finishes).
+        # Its socket and logs are in the cluster folder.
+        conf = configparser.RawConfigParser(inline_comment_prefixes=(";",))
+        conf.read(tmp_path / "cluster" / "supervisord.conf")
+        assert conf["unix_http_server"]["file"] == str(tmp_path / "cluster" / "supervisor.sock")
+        for name in SUPERVISED:
+            program = conf[f"program:{name}"]
+            assert (program["autorestart"], program["startsecs"], program["killasgroup"],
+                    program["stopwaitsecs"], program["stopasgroup"]) == \
+                ("true", "1", "true", "20", "true" if name == "beat" else "false"), dict(program)
+            assert program["stdout_logfile"] == str(tmp_path / "cluster" / f"{name}.log")
 
         # The workers do real work: a bootstrap batch becomes model version 1.
         app = Flask("cluster-test")
@@ -117,44 +207,76 @@ def test_cluster_starts_its_own_redis_runs_jobs_and_stops_cleanly(tmp_path):
         assert "reconcile" in (tmp_path / "cluster" / "beat.log").read_text()
         service.store.engine.dispose()
 
-        # A worker's main process killed with SIGKILL: a busy pool child would outlive it
-        # (orphaned, same process group; an idle one notices and exits). Beat, its own
-        # process, is unaffected (with `worker --beat` it died or lived on as an orphan that
-        # `stop` did not end), and `stop` ends whatever is left of every group.
-        pool = child_pids(running["worker1"])
-        assert pool, "worker1 has no pool process"
-        os.kill(running["worker1"], signal.SIGKILL)
-        wait_until(lambda: not alive(running["worker1"]), 10, 0.05, "worker1 gone")
-        time.sleep(1.0)
-        assert alive(running["beat"]) and beats(tmp_path) == [running["beat"]]
-        orphans = [p for p in pool if alive(p)]
-        print(f"pool processes of the killed worker still alive after 1 s: {orphans}")
-        status = cluster("status", env)
-        assert "worker1: stopped" in status.stdout or "worker1: main process gone" in status.stdout
+        # A worker's main process killed with SIGKILL: supervisord starts a new one (a new
+        # pid) within RESTART_LIMIT; the new one gets ready; beat, its own process, is
+        # unaffected; its pool children die with it (Celery's PR_SET_PDEATHSIG) or live on as
+        # orphans, which `stop` ends.
+        log_mark = (tmp_path / "cluster" / "worker1.log").stat().st_size
+        killed = kill_worker_main(env, tmp_path, "worker1")
+        print(f"worker1 main process {killed['old']} SIGKILLed: new main process "
+              f"{killed['new']} spawned after {killed['spawn_seconds']} s, RUNNING (seen by "
+              f"supervisorctl) after {killed['restart_seconds']} s")
+        assert killed["pool"], "worker1 had no pool process"
+        assert killed["restart_seconds"] <= RESTART_LIMIT, killed
+        assert not alive(killed["old"]) and alive(killed["new"])
+        assert running_pid(env, "worker2") == supervised["worker2"]
+        assert alive(supervised["beat"]) and beats(tmp_path) == [supervised["beat"]]
+        try:
+            wait_until(lambda: re.search(r"worker1@\S+ ready\.", (tmp_path / "cluster" / "worker1.log")
+                                         .read_text(errors="replace")[log_mark:]), 120, 0.5,
+                       "the restarted worker1 ready")
+        except TimeoutError:
+            pytest.fail(all_logs(tmp_path))
+        orphans = [p for p in killed["pool"] if alive(p)]
+        print(f"pool processes of the killed worker1 still alive: {orphans}")
+        assert "supervisord: running" in cluster("status", env).stdout
     finally:
         stopped = cluster("stop", env)
     assert stopped.returncode == 0, stopped.stderr
-    assert all(not alive(p) for p in running.values())
+    assert all(not alive(p) for p in [*running.values(), *supervised.values(),
+                                       *killed.get("pool", []), killed.get("new") or 0])
     assert not pids(tmp_path)
+    assert not (tmp_path / "cluster" / "supervisor.sock").exists()
     assert not beats(tmp_path), "a beat process outlived `stop`"
     assert not leftovers(tmp_path), f"processes outlived `stop`: {leftovers(tmp_path)}"
     assert not redis_answers(redis_url), "stop must stop the redis-server it started"
     assert cluster("status", env).returncode != 0
 
 
-def test_cluster_uses_a_redis_that_answers_and_leaves_it_running(tmp_path):
+def test_cluster_uses_a_redis_that_answers_and_stop_ends_the_programs_of_a_killed_supervisord(
+        tmp_path):
     with start_redis() as redis_url:
         env = cluster_env(tmp_path, CINCER_REDIS_URL=redis_url)
         started = cluster("start", env)
+        supervised = {}
         try:
             assert started.returncode == 0, started.stderr + all_logs(tmp_path)
             assert "using the Redis at" in started.stdout
             assert "redis" not in pids(tmp_path)
             again = cluster("start", env)
             assert again.returncode != 0 and "already running" in again.stderr
+            supervised = supervised_pids(env)
+            assert all(supervised.values()), statuses(env)
+
+            # supervisord itself killed: its programs live on (each in its own process group)
+            # and nothing restarts them; `status` lists them as left over, `start` refuses,
+            # and `stop` ends them all the same.
+            supervisord = pids(tmp_path)["supervisord"]
+            os.kill(supervisord, signal.SIGKILL)
+            wait_until(lambda: not alive(supervisord), 10, 0.05, "supervisord gone")
+            assert all(map(alive, supervised.values()))
+            status = cluster("status", env)
+            assert "supervisord: stopped" in status.stdout and "left over" in status.stdout, \
+                status.stdout
+            assert all(str(p) in status.stdout for p in supervised.values()), status.stdout
+            again = cluster("start", env)
+            assert again.returncode != 0 and "stop` first" in again.stderr, again.stderr
         finally:
             stopped = cluster("stop", env)
         assert stopped.returncode == 0, stopped.stderr
+        assert not [p for p in supervised.values() if alive(p)], \
+            (stopped.stdout, [open(f"/proc/{p}/stat").read() for p in supervised.values()
+                              if alive(p)])
         assert not pids(tmp_path)
         assert not leftovers(tmp_path), f"processes outlived `stop`: {leftovers(tmp_path)}"
         assert redis_answers(redis_url)
