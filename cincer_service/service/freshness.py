@@ -10,7 +10,8 @@ finds: the example's margin is checked again under the current model, and the
 counter-example is chosen again with the current labels. A pair that lost its reason
 closes itself (status ``closed``):
 
-* ``resolved_by_model``: the example is no longer suspicious under the current model;
+* ``resolved_by_model``: the example is no longer suspicious under the current model (it
+  joins the training set, as screening would have let it);
 * ``answered_elsewhere``: a person labelled the example meanwhile (as the other side of
   another pair, or in the overview).
 
@@ -22,10 +23,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, or_, select, update
 
+from .context import project_row
 from .labels import REMOVED
-from .store import ModelVersion, Query, utcnow
+from .store import Example, ModelVersion, Project, Query, utcnow
 
 GRACE_SECONDS = 5.0           # a newer version this young may still be building its factor
 CLOSED = "closed"
@@ -110,12 +112,23 @@ def resolved_by_model(q: Query, project, prediction: int, label: int,
 
 def close(s, q: Query, seen: dict, reason: str, now) -> bool:
     """Close ``q`` for ``reason`` unless someone changed it since ``seen``; kept in the
-    history, never leased again."""
-    from sqlalchemy import update
+    history, never leased again. An example the model no longer doubts joins the training
+    set, as screening would have let it (``accepted``, a new generation)."""
+    project_row(s, q.project_id, lock=True)          # the lock order: project, queries, ...
     closed = s.execute(update(Query).where(Query.id == q.id, *unchanged(seen)).values(
         status=CLOSED, closed_reason=reason, closed_at=now, lease_holder=None,
         lease_expires_at=None).execution_options(synchronize_session=False))
-    return closed.rowcount == 1
+    if closed.rowcount != 1:
+        return False
+    if reason == RESOLVED_BY_MODEL:
+        accepted = s.execute(update(Example).where(
+            Example.id == q.example_id, Example.status == "suspicious")
+            .values(status="accepted", updated_at=now)
+            .execution_options(synchronize_session=False))
+        if accepted.rowcount:
+            s.execute(update(Project).where(Project.id == q.project_id)
+                      .values(generation=Project.generation + 1))
+    return True
 
 
 def stale_ids(s, pid: int, now=None) -> list[int]:

@@ -114,6 +114,11 @@ def test_a_pair_the_model_no_longer_doubts_closes_as_resolved_by_model(project,
     assert {closed[i] for i in stream_pairs} == {"resolved_by_model"}
     listed = queries.list_queries(ctx, pid, status="closed", limit=500)["items"]
     assert {q["closed_reason"] for q in listed} >= {"resolved_by_model"}
+    with ctx.store.session() as s:                 # the model no longer doubts them: training
+        statuses = {s.get(Query, i).example_id: None for i in stream_pairs}
+        statuses = {e.status for e in s.scalars(select(Example).where(
+            Example.id.in_(list(statuses))))}
+    assert statuses == {"accepted"}
 
 
 def test_a_pair_whose_example_a_person_labelled_closes_as_answered_elsewhere(project):
