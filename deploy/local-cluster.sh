@@ -4,10 +4,10 @@
 #   beat (the periodic reconciler, exactly one per cluster, as its own process) and the API
 #   under gunicorn. The workers and beat run under supervisord (deploy/supervisord.conf.template,
 #   filled into $CINCER_DATA_DIR/cluster/supervisord.conf): a worker whose main process dies
-#   (SIGKILL, OOM killer) is started again within a second or two. Redis, the API and
-#   supervisord itself each run in their own process group with their own pid file; `stop`
-#   signals and waits for whole groups, and ends whatever a killed worker left behind, so no
-#   process outlives it.
+#   (SIGKILL, OOM killer) is started again within a second or two. Every component runs in
+#   its own process group with its own pid file (a supervised one's is rewritten on each
+#   restart); `stop` signals and waits for whole groups, and ends whatever a killed worker
+#   or a killed supervisord left behind, so no process outlives it.
 #
 #   deploy/local-cluster.sh start|stop|status
 #
@@ -101,11 +101,13 @@ still_running() {
 # expands %(...)s in its values), paths quoted where they go into a command line.
 write_config() {
     "$PY" - "$TEMPLATE" "$CONF" "$CLUSTER" "$SOCK" "$STOP_TIMEOUT" \
-        "$VENV/bin/cincer-service" "$CLUSTER/celerybeat-schedule" <<'EOF'
+        "$VENV/bin/cincer-service" "$CLUSTER/celerybeat-schedule" "$ROOT/deploy/with-pidfile.sh" <<'EOF'
 import re, shlex, sys
-template, out, cluster, sock, stop_timeout, cincer_service, schedule = sys.argv[1:]
-values = {"cluster": cluster, "socket": sock, "stop_timeout": str(int(float(stop_timeout))),
-          "cincer_service_q": shlex.quote(cincer_service), "schedule_q": shlex.quote(schedule)}
+template, out, cluster, sock, stop_timeout, cincer_service, schedule, with_pidfile = sys.argv[1:]
+values = {"cluster": cluster, "cluster_q": shlex.quote(cluster), "socket": sock,
+          "stop_timeout": str(int(float(stop_timeout))),
+          "cincer_service_q": shlex.quote(cincer_service), "schedule_q": shlex.quote(schedule),
+          "with_pidfile_q": shlex.quote(with_pidfile)}
 def fill(match):
     if match.group(1) not in values:
         sys.exit(f"{template}: unknown field ${{{match.group(1)}}}")
@@ -309,6 +311,8 @@ stop_supervised() {
         fi
     fi
     rm -f "$SOCK"
+    local c
+    for c in "${SUPERVISED[@]}"; do rm -f "$CLUSTER/$c.pid"; done
 }
 
 stop() {

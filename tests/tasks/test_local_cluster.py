@@ -57,9 +57,10 @@ def cluster_env(tmp_path, **extra):
 
 
 def pids(tmp_path):
-    """The pid files the script keeps (the API, its Redis, supervisord)."""
+    """The pid files in the cluster folder: the API, its Redis, supervisord, and (written by
+    deploy/with-pidfile.sh on each start under supervisord) the workers and beat."""
     folder = tmp_path / "cluster"
-    return {c: int((folder / f"{c}.pid").read_text()) for c in PID_FILES
+    return {c: int((folder / f"{c}.pid").read_text()) for c in (*PID_FILES, *SUPERVISED)
             if (folder / f"{c}.pid").exists()}
 
 
@@ -162,12 +163,14 @@ def test_cluster_starts_its_own_redis_runs_jobs_restarts_a_killed_worker_and_sto
         assert url in started.stdout
         assert redis_answers(redis_url), "the cluster's redis-server is not on the URL's port"
         running = pids(tmp_path)
-        assert set(running) == set(PID_FILES) and all(map(alive, running.values()))
+        assert set(running) == {*PID_FILES, *SUPERVISED} and all(map(alive, running.values()))
         assert requests.get(f"{url}/healthz", timeout=5).status_code == 200
         status = cluster("status", env)
         assert status.returncode == 0 and status.stdout.count(": running") == 6, status.stdout
         supervised = supervised_pids(env)
         assert all(supervised.values()) and all(map(alive, supervised.values())), supervised
+        # The pid files of the supervised programs name the processes supervisord runs.
+        assert supervised == {c: running[c] for c in SUPERVISED}, (supervised, running)
         # Beat is its own process, exactly one, and no worker runs one inside it.
         assert beats(tmp_path) == [supervised["beat"]]
         assert (tmp_path / "cluster" / "admin-token").stat().st_mode & 0o077 == 0
@@ -219,6 +222,7 @@ def test_cluster_starts_its_own_redis_runs_jobs_restarts_a_killed_worker_and_sto
         assert killed["pool"], "worker1 had no pool process"
         assert killed["restart_seconds"] <= RESTART_LIMIT, killed
         assert not alive(killed["old"]) and alive(killed["new"])
+        assert pids(tmp_path)["worker1"] == killed["new"], "worker1.pid not rewritten"
         assert running_pid(env, "worker2") == supervised["worker2"]
         assert alive(supervised["beat"]) and beats(tmp_path) == [supervised["beat"]]
         try:
