@@ -2,9 +2,10 @@
 Redis, two workers and beat under supervisord, the API under gunicorn; PostgreSQL when
 ``CINCER_TEST_POSTGRES_URL`` answers, else SQLite.
 
-Three times: a retrain is asked for, and once a worker's pool child holds the project's
-retrain lease, that worker's *main* process is killed with SIGKILL (the pool child dies with
-it). Measured each time:
+Three times, on an idle cluster: a retrain is asked for, and as soon as a worker's pool child
+holds the project's retrain lease (a fresh lease: the longest wait for it to run out), that
+worker's *main* process is killed with SIGKILL (the pool child dies with it). Measured each
+time:
 
 - ``restart_seconds``: the kill until supervisord reports a new main process RUNNING
   (``supervisorctl status``; target <= 10 s), and ``spawn_seconds``: until supervisord.log
@@ -13,13 +14,16 @@ it). Measured each time:
   <= 30 s). Nothing hands the killed retrain over at once: its lease
   (``CINCER_RETRAIN_LEASE_SECONDS``, renewed every third of it) must run out, then a
   worker's reconciler (every ``CINCER_RECONCILE_SECONDS``) sends the retrain again, and it
-  runs from the start. So this is roughly lease - up to a third of it + up to one
-  reconcile interval + one retrain.
+  runs from the start. So this is about one lease + up to one reconcile interval + one
+  retrain (``takeover_seconds`` and ``retrain_task_seconds`` split it), which every run is
+  checked against.
 
 The ``defaults`` case runs the service's defaults (15 s lease, reconcile every 5 s); the
 ``lease-6s`` case a 6 s lease (reconcile every 1 s), for comparison. Each prints its numbers
-as JSON. The retrain is of normal length for a small project (a few seconds: its own
-``seconds`` metric is reported) and is checked to be still running at each kill.
+as JSON, with how many runs met the 30 s target; the 30 s target is asserted for the short
+lease only (with the defaults the takeover alone takes 15-20 s). The retrain is of normal
+length for a small project (a few seconds: its own ``seconds`` metric is reported) and is
+checked to be still running at each kill.
 
 A long test: run by ``make test-long`` (``pytest -m long`` or ``CINCER_TEST_LONG=1``);
 ``make test`` kills once in ``test_local_cluster.py``.
@@ -33,10 +37,10 @@ import statistics
 import time
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from cincer_service.service import Settings, build_context
-from cincer_service.service.store import ModelVersion, Project
+from cincer_service.service.store import Audit, ModelVersion, Project, Query
 from tests.faults.cluster import API, BOOTSTRAP, Http, create_project, model_versions, synthetic
 from tests.support.services import (
     child_pids,
@@ -59,7 +63,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.long]
 RUNS = 3
 RESTART_LIMIT = 10.0          # seconds from the kill to a new main process
 RECOVERY_LIMIT = 30.0         # seconds from the kill to the next model version (the target)
-SLACK = 5.0                   # seconds for a message's round trip and a pool process to start
+SLACK = 5.0                   # seconds for the messages and a pool process to start, on 2 busy cores
 D = 400                       # wide inputs ...
 WARM_EPOCHS = 20000           # ... and many epochs: a warm retrain on 30 examples takes seconds
 WORKERS = ("worker1", "worker2")
@@ -99,6 +103,34 @@ def holding_worker(ctx, env, pid: int):
     return None
 
 
+def idle(ctx, pid: int) -> bool:
+    """No background work left for the project: no audit queued or running (the bootstrap
+    audit after the first model), no counter-example computing, no retrain wanted."""
+    with ctx.store.session() as s:
+        project = s.get(Project, pid)
+        audits = s.scalar(select(func.count(Audit.id)).where(
+            Audit.project_id == pid, Audit.status.in_(("queued", "running"))))
+        computing = s.scalar(select(func.count(Query.id)).where(
+            Query.project_id == pid, Query.status == "computing"))
+        return (audits == 0 and computing == 0
+                and project.wanted_generation <= project.trained_generation)
+
+
+def tasks_in_flight(tmp_path) -> list[str]:
+    """Tasks a worker received and has not finished, since it last got ready (a killed
+    worker's tasks never finish; the reconciler's own rounds are left out)."""
+    busy = []
+    for worker in WORKERS:
+        text = (tmp_path / "cluster" / f"{worker}.log").read_text(errors="replace")
+        text = text[text.rfind(" ready."):]
+        received = re.findall(r"Task (tasks\.\w+)\[([^]]+)\] received", text)
+        done = set(re.findall(r"Task tasks\.\w+\[([^]]+)\] (?:succeeded|raised|retry|failed)",
+                              text))
+        busy += [f"{worker}:{name}" for name, tid in received
+                 if tid not in done and name != "tasks.reconcile"]
+    return busy
+
+
 def ready_after(tmp_path, worker: str, mark: int) -> bool:
     text = (tmp_path / "cluster" / f"{worker}.log").read_text(errors="replace")[mark:]
     return re.search(rf"{worker}@\S+ ready\.", text) is not None
@@ -106,7 +138,14 @@ def ready_after(tmp_path, worker: str, mark: int) -> bool:
 
 def kill_during_retrain(tmp_path, env, ctx, admin, pid: int) -> dict:
     """Ask for a retrain, SIGKILL the main process of the worker whose pool child holds its
-    lease, and measure the restart and the time to the next model version."""
+    lease, and measure the restart and the time to the next model version. It starts on an
+    idle cluster (both workers ready, no other job), so what is measured is the takeover and
+    the retrain, not a queue."""
+    try:
+        wait_until(lambda: idle(ctx, pid) and not tasks_in_flight(tmp_path), 120, 0.5,
+                   "the cluster idle")
+    except TimeoutError:
+        pytest.fail(f"the project's background work did not finish:\n{all_logs(tmp_path)}")
     before = max(model_versions(admin, pid))
     admin.post(f"{API}/projects/{pid}/models/retrain", expect=(202,))
     try:
@@ -136,7 +175,13 @@ def kill_during_retrain(tmp_path, env, ctx, admin, pid: int) -> dict:
         "kill_to_new_version_seconds": recovery,
         "new_version": newest["version"],
         "retrain_seconds": newest["metrics"].get("seconds"),
-        "retrain_task_seconds": retrain_task_seconds(tmp_path, newest["version"])}
+        "retrain_task_seconds": None}
+    try:       # the worker logs the task's end just after it committed the version
+        result["retrain_task_seconds"] = wait_until(
+            lambda: retrain_task_seconds(tmp_path, newest["version"]), 15, 0.2,
+            "the retrain task's end in the worker log")
+    except TimeoutError:
+        pass
     if result["retrain_task_seconds"] is not None:
         # From the kill until the redone retrain started: the lease running out, then a
         # reconciler round sending it again, then a pool process taking it.
