@@ -210,6 +210,7 @@ def answer_query(ctx: ServiceContext, pid: int, qid: int, example_label,
                                                "answer_counterexample"))
                 change_labels(s, pid, changes, principal.name, query_id=qid, now=now)
                 count_towards_retrain(s, pid, 1)
+                s.commit()              # the project lock is held until here, not longer
                 return query_view(s, s.get(Query, qid, populate_existing=True), project)
             q = s.get(Query, qid, populate_existing=True)   # someone else changed it
         if not (held and q.labels_changed_at is not None):
