@@ -3,6 +3,7 @@
     client = CincerClient("http://127.0.0.1:8000", token)
     pid = client.create_project({"name": "digits", "classes": [...], "input_shape": [64]})["id"]
     client.ingest(pid, items)                      # split into batches of 500
+    client.ingest(pid, [correction], wait=1.0)     # with each item's verdict (assistants)
     while (query := client.next_query(pid)) is not None:
         client.answer_query(pid, query["id"], example_label=3, counterexample_label=5)
 
@@ -18,6 +19,7 @@ import requests
 
 API_PREFIX = "/api/v1"
 DEFAULT_BATCH_SIZE = 500
+WAIT_BATCH_SIZE = 100            # the most items a batch may hold when it waits for verdicts
 IDLE_EXAMPLE_STATUSES = ("pending",)           # examples still waiting for screening
 BUSY_QUERY_STATUSES = ("computing",)           # queries still waiting for a counter-example
 
@@ -98,8 +100,10 @@ class CincerClient:
         return headers
 
     def request(self, method: str, path: str, *, params: dict | None = None, json=None,
-                absolute: bool = False) -> requests.Response:
-        """Send one request; raise ``ApiError`` on a non-2xx answer.
+                absolute: bool = False, headers: dict | None = None,
+                timeout: float | None = None) -> requests.Response:
+        """Send one request (``headers`` added to the usual ones, ``timeout`` instead of the
+        client's); raise ``ApiError`` on a non-2xx answer.
 
         GETs are retried ``retries`` times on connection errors and timeouts (they change
         nothing, so a retry is safe); other methods are sent once."""
@@ -108,8 +112,10 @@ class CincerClient:
         attempts = 1 + (self.retries if method.upper() == "GET" else 0)
         for attempt in range(attempts):
             try:
-                response = self.session.request(method, url, params=params or None, json=json,
-                                                headers=self._headers(), timeout=self.timeout)
+                response = self.session.request(
+                    method, url, params=params or None, json=json,
+                    headers={**self._headers(), **(headers or {})},
+                    timeout=self.timeout if timeout is None else timeout)
                 break
             except (requests.ConnectionError, requests.Timeout):
                 if attempt == attempts - 1:
@@ -191,27 +197,44 @@ class CincerClient:
         return self._json("POST", f"/projects/{int(pid)}/tokens", json=body)
 
     # -- examples ------------------------------------------------------------------------------
-    def ingest_batch(self, pid: int, items: list[dict]) -> list[dict]:
-        """One ``POST /projects/{pid}/examples``: all items stored, or none."""
+    def ingest_batch(self, pid: int, items: list[dict], wait: float | None = None) -> list[dict]:
+        """One ``POST /projects/{pid}/examples``: all items stored, or none. With ``wait``
+        (seconds, at most 10; at most ``WAIT_BATCH_SIZE`` items) the answer waits that long
+        at most for each item's verdict (``Prefer: wait``)."""
+        headers, timeout = None, None
+        if wait is not None:
+            headers = {"Prefer": f"wait={float(wait):g}"}
+            timeout = max(self.timeout, float(wait) + 10)
         body = self._json("POST", f"/projects/{int(pid)}/examples",
-                          json={"items": [_jsonable_item(item) for item in items]})
+                          json={"items": [_jsonable_item(item) for item in items]},
+                          headers=headers, timeout=timeout)
         return body["items"]
 
     def ingest(self, pid: int, items: Iterable[dict], batch_size: int = DEFAULT_BATCH_SIZE,
-               progress: Callable[[int], None] | None = None) -> list[dict]:
+               progress: Callable[[int], None] | None = None,
+               wait: float | None = None) -> list[dict]:
         """Send ``items`` (``{x, label, external_id?, source?}``) in batches of
-        ``batch_size``; returns every ``{id, status}`` in order.
+        ``batch_size``; returns every ``{id, status, outcome}`` in order.
+
+        With ``wait`` (seconds, 0 < wait <= 10) each batch (at most ``WAIT_BATCH_SIZE``
+        items) waits at most that long for its verdicts: every result also has ``verdict``
+        (``accepted``, ``suspicious``, ``unscreened`` with ``reason``, or ``pending``),
+        ``margin``, ``prediction``, ``prediction_name``, ``probabilities`` and, when
+        suspicious, ``query`` (``id``, ``counterexample``; leased to this token when it may
+        answer: answer it with ``answer_query``). See ``docs/assistant.md``.
 
         Each batch is all-or-nothing on the server; when one is refused an ``IngestError``
         says which and carries the results of the batches already stored."""
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
+        if wait is not None:
+            batch_size = min(batch_size, WAIT_BATCH_SIZE)
         items = list(items)
         results: list[dict] = []
         for start in range(0, len(items), batch_size):
             batch = items[start:start + batch_size]
             try:
-                results.extend(self.ingest_batch(pid, batch))
+                results.extend(self.ingest_batch(pid, batch, wait=wait))
             except ApiError as exc:
                 raise IngestError(exc, results, start) from exc
             if progress is not None:

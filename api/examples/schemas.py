@@ -7,8 +7,10 @@ from marshmallow import fields, validate, validates
 
 from cincer_service.service.evaluation import SPLITS
 from cincer_service.service.examples import STATUSES
+from cincer_service.service.verdicts import VERDICTS
 
 from ..fields import FreeText, Identifier, Label, Name, NumberArray
+from ..queries.schemas import ExplanationSchema, QuerySideSchema
 
 
 class ExampleInSchema(ma.Schema):
@@ -57,8 +59,40 @@ class IngestedSchema(ma.Schema):
                        "label change in the history, why ingest_update)"})
 
 
+class VerdictQuerySchema(ma.Schema):
+    id = fields.Integer()
+    status = fields.String(metadata={"enum": ["computing", "open", "leased", "answered",
+                                              "closed"]})
+    leased_to_you = fields.Boolean(metadata={
+        "description": "the pair is leased to this token (an admin or annotator token): "
+                       "answer it with POST /queries/{id}/answer"})
+    lease_expires_at = fields.DateTime(allow_none=True)
+    counterexample = fields.Nested(QuerySideSchema, allow_none=True, metadata={
+        "description": "as in a leased query; null while it is being computed (not found "
+                       "within the wait) or when none was found (note)"})
+    note = fields.String(allow_none=True)
+    explanation = fields.Nested(ExplanationSchema, allow_none=True)
+
+
+class IngestedWithVerdictSchema(IngestedSchema):
+    """An ingested item; the verdict fields only with ``Prefer: wait=<seconds>``."""
+
+    verdict = fields.String(metadata={
+        "enum": list(VERDICTS),
+        "description": "with Prefer: wait only. accepted (screened, margin below τ); "
+                       "suspicious (query holds the pair); unscreened (reason says why: no "
+                       "model yet, screening failing, not in the stream); pending (not "
+                       "screened within the wait)"})
+    reason = fields.String(allow_none=True)
+    margin = fields.Float(allow_none=True)
+    prediction = fields.Integer(allow_none=True)
+    prediction_name = fields.String(allow_none=True)
+    probabilities = fields.List(fields.Float(), allow_none=True)
+    query = fields.Nested(VerdictQuerySchema, allow_none=True)
+
+
 class IngestResultSchema(ma.Schema):
-    items = fields.List(fields.Nested(IngestedSchema))
+    items = fields.List(fields.Nested(IngestedWithVerdictSchema))
 
 
 # Past this an offset is no page anyone can reach, and the database's integers overflow.

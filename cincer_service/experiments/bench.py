@@ -5,7 +5,8 @@ per counter-example query and seconds per Top-Fisher factorization on breast/fc 
 synthetic cached features (128 features, 10 classes, so the top-layer algebra itself is
 timed), seconds per cleaning iteration, a closed-form vs ``GradientTape`` check, the
 detectors' timings from ``bench_detectors`` and the service's lease latency with a backlog
-right after a retrain (``bench_service``).
+right after a retrain (``bench_service``) and the verdict inside an ingest request
+(``bench_verdicts``).
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from ..spec import DEFAULT_SCHEDULE
 from ..state import ModelState
 from .bench_detectors import detector_benchmarks
 from .bench_service import bench_lease_after_retrain
+from .bench_verdicts import verdict_benchmarks
 from .config import SimulationConfig
 from .simulate import Experiment, run_cleaning
 
@@ -154,6 +156,7 @@ def run_bench(quick: bool = False, detectors: bool = True) -> dict:
     doc["service_lease_after_retrain"] = {
         name: bench_lease_after_retrain(name) for name in
         (("breast",) if quick else ("breast", "digits"))}
+    doc["service_verdicts"] = verdict_benchmarks(quick)
     doc["reference_check"] = {"max_rel_error": max_rel}
     if detectors:
         doc["detectors"] = detector_benchmarks(quick)

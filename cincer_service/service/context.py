@@ -36,7 +36,7 @@ class ServiceContext:
         self.store = store
         self.settings = settings or Settings()
         self.dispatcher = dispatcher or NullDispatcher()
-        self.models = ModelCache()
+        self.models = ModelCache(int(self.settings.model_cache_mb * 2**20))
         self.job_counts: Counter = Counter()
         self.job_failures: Counter = Counter()
         # Who runs jobs in this process, for the counter-examples they compute (a Celery

@@ -1,9 +1,15 @@
 """Model versions in memory: weights (de)serialisation and the per-process model cache.
 
-A ``ModelCache`` keeps the classifier of a few recent model versions and, lazily, the
+A ``ModelCache`` keeps the classifiers of recently used model versions and, lazily, the
 ``ModelState`` over each version's training set, so the Fisher factor of a version is built
-once however many counter-examples use it. TensorFlow is imported only when a model is
-built, so a process that never runs jobs (the API under gunicorn) never loads it.
+once however many counter-examples use it. It is bounded by bytes, not by a count of
+entries (``CINCER_MODEL_CACHE_MB``): thousands of small projects (one per assistant user)
+fit where a few large ones would, and the least recently used entries go first. An entry's
+size is an estimate (``entry_bytes``): its weights, twice (the Keras variables and the numpy
+snapshot of ``Classifier.fast_forward``), a fixed overhead per Keras model, and every array
+its model state holds. A cold project's next use loads what it needs again. TensorFlow is
+imported only when a model is built, so a process that never runs jobs (the API under
+gunicorn) never loads it.
 """
 from __future__ import annotations
 
@@ -43,16 +49,64 @@ def new_classifier(project: Project, **options):
                       seed=spec.get("seed", 0), **options)
 
 
-class ModelCache:
-    """Classifiers and model states of the ``size`` most recently used model versions."""
+# What a Keras model costs beyond its weights (layers, variables, traced functions), as
+# measured by docs/dev/many_projects_cache.py: 300 fc models of 64 features and 10 classes
+# (28 KiB of weights each) grew the process by 753 KiB each.
+MODEL_OVERHEAD_BYTES = 700 * 1024
+DEFAULT_CACHE_BYTES = 512 * 2**20
 
-    def __init__(self, size: int = 4):
-        self.size = size
+
+def array_bytes(value) -> int:
+    """Bytes held by the arrays (numpy or TensorFlow) in ``value``, through tuples, lists
+    and dicts; anything else counts 0."""
+    if isinstance(value, np.ndarray):
+        return int(value.nbytes)
+    if isinstance(value, dict):
+        return sum(array_bytes(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(array_bytes(v) for v in value)
+    shape, dtype = getattr(value, "shape", None), getattr(value, "dtype", None)
+    size = getattr(dtype, "size", None)
+    if shape is not None and isinstance(size, int):     # a tf.Tensor
+        return int(np.prod([int(d) for d in shape], dtype=np.int64)) * size
+    return 0
+
+
+def entry_bytes(entry: dict) -> int:
+    """The estimated size of a cache entry: weights (twice) and overhead of its classifier,
+    and the arrays of its model state (features, probabilities, factors, memos)."""
+    total = 2 * entry["weight_bytes"] + MODEL_OVERHEAD_BYTES
+    state = entry["state"]
+    if state is not None:
+        total += array_bytes((state.X, state.y, state.h_aug, state.probs, state.cache))
+    return total
+
+
+class ModelCache:
+    """Classifiers and model states of the most recently used model versions, at most
+    ``max_bytes`` of them by ``entry_bytes`` (the entry in use always stays)."""
+
+    def __init__(self, max_bytes: int = DEFAULT_CACHE_BYTES):
+        self.max_bytes = int(max_bytes)
         self._entries: OrderedDict = OrderedDict()
         self._lock = threading.Lock()
 
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def keys(self) -> list:
+        """The cached ``(version id, created_at)`` keys, least recently used first."""
+        with self._lock:
+            return list(self._entries)
+
+    @property
+    def total_bytes(self) -> int:
+        """The estimated size of everything cached."""
+        with self._lock:
+            return sum(e["bytes"] for e in self._entries.values())
+
     def entry(self, project: Project, version: ModelVersion) -> dict:
-        """``{"classifier", "state", "lock"}`` for ``version`` (built on first use)."""
+        """``{"classifier", "state", "lock", ...}`` for ``version`` (built on first use)."""
         # The row id and creation time: SQLite may reuse the ids of a deleted project.
         key = (version.id, version.created_at)
         with self._lock:
@@ -60,12 +114,28 @@ class ModelCache:
                 self._entries.move_to_end(key)
                 return self._entries[key]
             clf = new_classifier(project)
-            clf.set_weights(weights_from_bytes(version.weights))
-            entry = {"classifier": clf, "state": None, "lock": threading.Lock()}
+            weights = weights_from_bytes(version.weights)
+            clf.set_weights(weights)
+            entry = {"classifier": clf, "state": None, "lock": threading.Lock(),
+                     "weight_bytes": sum(int(w.nbytes) for w in weights)}
+            entry["bytes"] = entry_bytes(entry)
             self._entries[key] = entry
-            while len(self._entries) > self.size:
-                self._entries.popitem(last=False)
+            self._evict()
             return entry
+
+    def _evict(self) -> None:
+        """Drop least recently used entries until the rest fit (caller holds the lock)."""
+        total = sum(e["bytes"] for e in self._entries.values())
+        while total > self.max_bytes and len(self._entries) > 1:
+            _, dropped = self._entries.popitem(last=False)
+            total -= dropped["bytes"]
+
+    def resized(self, entry: dict, size: int) -> None:
+        """Record ``entry``'s new ``size`` (``entry_bytes``, taken under its lock) after its
+        state grew, then evict what no longer fits."""
+        with self._lock:
+            entry["bytes"] = size
+            self._evict()
 
     def classifier(self, project: Project, version: ModelVersion):
         """The classifier of ``version``."""
@@ -94,4 +164,7 @@ class ModelCache:
             else:
                 for k in np.flatnonzero(state.y != labels):
                     state.relabel(int(k), int(labels[k]))
+            # The size as of the last use (the factor and memos are added while ranking).
+            size = entry_bytes(entry)
+        self.resized(entry, size)
         return state, ids, confirmed, entry

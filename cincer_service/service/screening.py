@@ -54,15 +54,24 @@ def screen_pending(ctx: ServiceContext, pid: int) -> int:
             accepted, now = 0, utcnow()
             for e, p, v in zip(batch, probs, verdicts):
                 status = "suspicious" if v.suspicious else "accepted"
+                # What the verdict of a waiting ingest shows (``verdicts``), kept for all.
+                seen = {"screen_margin": float(v.margin), "screen_prediction": int(v.prediction),
+                        "screen_probabilities": [float(a) for a in p]}
                 claimed = s.execute(update(Example).where(
                     Example.id == e.id, Example.status == "pending")
-                    .values(status=status, updated_at=now)
+                    .values(status=status, updated_at=now, **seen)
                     .execution_options(synchronize_session=False))
                 if claimed.rowcount != 1:
                     continue
                 n_done += 1
+                screened = {"example_id": e.id, "external_id": e.external_id,
+                            "label": e.label, "verdict": status, "margin": seen["screen_margin"],
+                            "prediction": seen["screen_prediction"],
+                            "probabilities": seen["screen_probabilities"],
+                            "threshold": float(threshold), "model_version": version.version}
                 if not v.suspicious:
                     accepted += 1
+                    webhooks.emit(s, pid, "example.screened", {**screened, "query_id": None})
                     continue
                 q = Query(project_id=pid, example_id=e.id, model_version=version.version,
                           strategy=project.strategy, margin=float(v.margin),
@@ -78,6 +87,7 @@ def screen_pending(ctx: ServiceContext, pid: int) -> int:
                     "example_id": e.id, "external_id": e.external_id, "label": e.label,
                     "prediction": q.prediction, "margin": q.margin, "query_id": q.id,
                     "model_version": q.model_version})
+                webhooks.emit(s, pid, "example.screened", {**screened, "query_id": q.id})
             if accepted:
                 s.execute(update(Project).where(Project.id == pid)
                           .values(generation=Project.generation + 1))

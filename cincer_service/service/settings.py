@@ -21,6 +21,8 @@ class Settings:
     retrain_lease_seconds: float = 15.0
     reconcile_seconds: float = 5.0
     screen_batch: int = 512
+    # The per-process model cache (classifiers and model states), bounded by bytes.
+    model_cache_mb: float = 512.0
 
     ENV = {"data_dir": "CINCER_DATA_DIR", "database_url": "CINCER_DATABASE_URL",
            "redis_url": "CINCER_REDIS_URL", "admin_token": "CINCER_ADMIN_TOKEN",
@@ -28,7 +30,8 @@ class Settings:
            "lease_seconds": "CINCER_LEASE_SECONDS",
            "retrain_lease_seconds": "CINCER_RETRAIN_LEASE_SECONDS",
            "reconcile_seconds": "CINCER_RECONCILE_SECONDS",
-           "screen_batch": "CINCER_SCREEN_BATCH"}
+           "screen_batch": "CINCER_SCREEN_BATCH",
+           "model_cache_mb": "CINCER_MODEL_CACHE_MB"}
 
     @classmethod
     def from_env(cls, environ=None, **overrides) -> "Settings":

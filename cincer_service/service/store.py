@@ -121,6 +121,11 @@ class Example(Base):
     confirmed: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # What screening saw (0007_verdicts; ``service.verdicts``): the margin, the predicted
+    # class and the probabilities under the model that screened it; None until screened.
+    screen_margin: Mapped[float | None] = mapped_column(Float, nullable=True)
+    screen_prediction: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    screen_probabilities: Mapped[list | None] = mapped_column(JSON, nullable=True)
 
     def features(self, shape) -> np.ndarray:
         return np.frombuffer(self.x, dtype=np.float32).reshape(shape)

@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 
 EVENTS = (
     "example.suspicious",   # screening found an example suspicious (a query is computing)
+    "example.screened",     # screening's verdict on any example: accepted or suspicious
     "query.opened",         # a query's counter-example was found; annotators can lease it
     "query.answered",       # an annotator answered a query
     "label.changed",        # any label change: answers, corrections, ingest updates

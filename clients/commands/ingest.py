@@ -10,7 +10,7 @@ from collections import Counter
 
 from tqdm import tqdm
 
-from ..client import DEFAULT_BATCH_SIZE, CincerClient
+from ..client import DEFAULT_BATCH_SIZE, WAIT_BATCH_SIZE, CincerClient
 from ..errors import EXIT_OK
 from ..readers import label_note, load_items
 
@@ -45,6 +45,11 @@ def register(sub, common) -> None:
     p.add_argument("file", metavar="FILE", help="the examples; the extension names the format")
     p.add_argument("--source", default=None, help="source tag stored with every example")
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
+    p.add_argument("--wait", type=float, default=None, metavar="SECONDS",
+                   help="wait at most SECONDS (0 < SECONDS <= 10) per batch for each "
+                        f"example's verdict (batches of at most {WAIT_BATCH_SIZE}); the "
+                        "summary then counts verdicts and lists the suspicious examples' "
+                        "queries")
     p.set_defaults(func=cmd_ingest)
 
 
@@ -58,10 +63,18 @@ def cmd_ingest(client: CincerClient, args) -> int:
     with tqdm(total=len(items), unit="ex", desc="ingest", file=sys.stderr,
               disable=args.quiet) as bar:
         results = client.ingest(args.project, items, batch_size=args.batch_size,
-                                progress=bar.update)
+                                progress=bar.update, wait=args.wait)
     statuses = Counter(r["status"] for r in results)
-    print(json.dumps({"project": args.project, "ingested": len(results),
-                      "statuses": dict(statuses),
-                      "first_id": results[0]["id"] if results else None,
-                      "last_id": results[-1]["id"] if results else None}))
+    summary = {"project": args.project, "ingested": len(results), "statuses": dict(statuses),
+               "first_id": results[0]["id"] if results else None,
+               "last_id": results[-1]["id"] if results else None}
+    if args.wait is not None:
+        summary["verdicts"] = dict(Counter(r.get("verdict") for r in results))
+        summary["suspicious"] = [
+            {"id": r["id"], "margin": r.get("margin"),
+             "prediction_name": r.get("prediction_name"),
+             "query_id": (r.get("query") or {}).get("id"),
+             "counterexample_id": ((r.get("query") or {}).get("counterexample") or {})
+             .get("id")} for r in results if r.get("verdict") == "suspicious"]
+    print(json.dumps(summary))
     return EXIT_OK

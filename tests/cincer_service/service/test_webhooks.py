@@ -220,7 +220,7 @@ def test_every_event_is_emitted_in_its_transaction(tmp_path, stream, monkeypatch
         examples.ingest(ctx, pid, items(stream, 0, BOOTSTRAP + 140))
         kinds = {d.event for d in deliveries(ctx) if d.endpoint_id == endpoint["id"]}
         assert kinds == {"model.created", "audit.finished", "example.suspicious",
-                         "query.opened"}
+                         "example.screened", "query.opened"}
         assert {d.event for d in deliveries(ctx) if d.endpoint_id == quiet["id"]} == \
             {"model.created"}
         by_type = {}
