@@ -20,7 +20,7 @@ def test_split_project():
 def test_parser_has_every_command_in_order():
     sub = next(a for a in build_parser()._actions if a.dest == "command")
     assert list(sub.choices) == ["ingest", "annotate", "export", "import", "stats",
-                                 "wait-idle", "bench", "projects", "tokens", "examples",
+                                 "wait-idle", "curve", "bench", "projects", "tokens", "examples",
                                  "queries", "models",
                                  "audits", "overview", "webhooks", "health", "metrics",
                                  "openapi", "workers"]

@@ -247,6 +247,7 @@ def test_cluster_starts_its_own_redis_runs_jobs_restarts_a_killed_worker_and_sto
     assert cluster("status", env).returncode != 0
 
 
+@pytest.mark.long          # 23 s: make test-long; make test keeps the worker-kill case
 def test_cluster_uses_a_redis_that_answers_and_stop_ends_the_programs_of_a_killed_supervisord(
         tmp_path):
     with start_redis() as redis_url:

@@ -163,6 +163,9 @@ def test_an_answer_and_a_batch_relabel_at_once_keep_every_history(tmp_path, stre
             partial(overview.relabel_examples, ctx, pid, sides, 1 - truth[0], "owner"))
         rounds += 1
     assert rounds >= 10, "too few open queries for the test"
-    assert failures == []
+    # The one refusal allowed: the relabel came first, so the answer is a 409 naming the
+    # changed side (the pair is rebuilt, nothing half-applied); never a deadlock or 500.
+    refused = [f for f in failures if f.startswith("Conflict: a side of this pair")]
+    assert [f for f in failures if f not in refused] == []
     assert history_chains(ctx, pid) == (0, 0)
     ctx.store.engine.dispose()
