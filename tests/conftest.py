@@ -1,4 +1,7 @@
-"""Shared fixtures: bundled data sets with planted label noise, loaded once per session.
+"""Shared fixtures: bundled data sets with planted label noise, loaded once per session;
+the database a test runs on (``database_url``: SQLite, and PostgreSQL when
+``CINCER_TEST_POSTGRES_URL`` answers); and the ``long`` tests (``make test-long``,
+``pytest -m long`` or ``CINCER_TEST_LONG=1``), deselected otherwise wherever they live.
 
 ``noisy_data(name, noise=0.2, seed=0)`` returns a ``NoisyData(data, noisy, corrupted)``
 (cached per arguments, so shared by every test: copy before editing); ``breast`` is
@@ -13,6 +16,36 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+# PostgreSQL joins when CI (or you) point CINCER_TEST_POSTGRES_URL at a server.
+DATABASES = ["sqlite"] + (["postgresql"] if os.environ.get("CINCER_TEST_POSTGRES_URL") else [])
+
+
+def long_selected(config) -> bool:
+    return os.environ.get("CINCER_TEST_LONG") == "1" or "long" in (config.option.markexpr or "")
+
+
+def pytest_collection_modifyitems(config, items):
+    """``long`` tests run only when asked for (make test-long)."""
+    if long_selected(config):
+        return
+    deselected = [item for item in items if item.get_closest_marker("long") is not None]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if item.get_closest_marker("long") is None]
+
+
+@pytest.fixture(params=DATABASES)
+def database_url(request, tmp_path):
+    """A database URL per test: a SQLite file, and a fresh PostgreSQL database (dropped
+    after) when ``CINCER_TEST_POSTGRES_URL`` is set."""
+    from tests.support.services import postgres_database
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'cincer.db'}"
+        return
+    with postgres_database() as url:
+        assert url is not None, "CINCER_TEST_POSTGRES_URL is set but PostgreSQL does not answer"
+        yield url
 
 
 class NoisyData(NamedTuple):

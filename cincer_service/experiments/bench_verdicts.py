@@ -1,7 +1,8 @@
 """Service-level benchmark: the assistant's loop, a verdict inside the ingest request.
 
-The embedded default deployment (SQLite, the background worker thread, the Flask app in
-process through its test client, so no socket): a project (digits by default: 64 features,
+The embedded default deployment (SQLite, the background worker thread), driven through the
+use cases the ingest route calls (``examples.ingest``, then ``verdicts.wait_for_verdicts``;
+no HTTP, and no Flask: the core stays server-free): a project (digits by default: 64 features,
 10 classes, ``fc``) gets its bootstrap set and its first model; then one caller sends the
 noisy stream one example per request, sequentially, each with ``Prefer: wait=<wait>`` and a
 project admin token (the assistant's), as an assistant does after each user correction;
@@ -36,9 +37,16 @@ def _percentiles(values: list[float]) -> dict | None:
 def bench_verdicts(dataset: str = "digits", requests: int = 400, wait: float = 2.0,
                    bootstrap: int = 100, noise: float = 0.2, seed: int = 0) -> dict:
     """One sequential caller on ``dataset``; the JSON record (see the module docstring)."""
-    from api import create_app
-
-    from ..service import Settings, access, build_context, projects, runner
+    from ..service import (
+        Settings,
+        access,
+        build_context,
+        examples,
+        projects,
+        queries,
+        runner,
+        verdicts,
+    )
     from ..service.context import latest_version_number
     data = load_dataset(dataset, seed=seed)
     noisy, _ = inject_noise(data.y_train, data.n_classes, noise, "random", seed)
@@ -56,25 +64,23 @@ def bench_verdicts(dataset: str = "digits", requests: int = 400, wait: float = 2
                 classes=[str(c) for c in range(data.n_classes)],
                 input_shape=list(data.input_shape), model={"kind": "fc"},
                 bootstrap_size=bootstrap))["id"]
-            token = access.create_token(ctx, pid, "admin", "assistant")["token"]
-            client = create_app(service=ctx, config={"TESTING": True}).test_client()
-            headers = {"Authorization": f"Bearer {token}", "Prefer": f"wait={wait:g}"}
-            url = f"/api/v1/projects/{pid}/examples"
+            caller = access.authenticate(
+                ctx, access.create_token(ctx, pid, "admin", "assistant")["token"])
             started = time.perf_counter()
-            client.post(url, json={"items": items[:bootstrap]},
-                        headers={"Authorization": f"Bearer {token}"})
+            examples.ingest(ctx, pid, items[:bootstrap], actor=caller.name)
             _wait_for_model(ctx, pid, worker)
             first_model_s = time.perf_counter() - started
             latencies, accepted, with_ce, counts, errors = [], [], [], {}, 0
             no_candidates, without_ce, answered = 0, 0, 0
             for item in items[bootstrap:n]:
                 began = time.perf_counter()
-                response = client.post(url, json={"items": [item]}, headers=headers)
-                ms = (time.perf_counter() - began) * 1e3
-                if response.status_code != 202:
+                try:
+                    results = examples.ingest(ctx, pid, [item], actor=caller.name)
+                    [answer] = verdicts.wait_for_verdicts(ctx, pid, results, caller, wait)
+                except Exception:          # counted: the record says how many failed
                     errors += 1
                     continue
-                answer = response.get_json()["items"][0]
+                ms = (time.perf_counter() - began) * 1e3
                 latencies.append(ms)
                 counts[answer["verdict"]] = counts.get(answer["verdict"], 0) + 1
                 if answer["verdict"] == "accepted":
@@ -86,11 +92,9 @@ def bench_verdicts(dataset: str = "digits", requests: int = 400, wait: float = 2
                         # The user answers (the truth), as the assistant's step 4: the pair
                         # frees its counter-example and counts towards the next retrain.
                         truth = data.y_train
-                        client.post(f"/api/v1/projects/{pid}/queries/{pair['id']}/answer",
-                                    json={"example_label": int(truth[int(item["external_id"])]),
-                                          "counterexample_label": int(truth[int(
-                                              pair["counterexample"]["external_id"])])},
-                                    headers=headers)
+                        queries.answer_query(
+                            ctx, pid, pair["id"], int(truth[int(item["external_id"])]),
+                            int(truth[int(pair["counterexample"]["external_id"])]), caller)
                         answered += 1
                     elif pair["status"] != "computing":
                         no_candidates += 1      # searched, none left (note says why)
@@ -101,8 +105,8 @@ def bench_verdicts(dataset: str = "digits", requests: int = 400, wait: float = 2
         finally:
             worker.stop()
             ctx.store.engine.dispose()
-    return {"dataset": dataset, "deployment": "embedded (SQLite, worker thread, in-process "
-                                              "Flask test client)",
+    return {"dataset": dataset, "deployment": "embedded (SQLite, worker thread, the ingest "
+                                              "route's use cases in process)",
             "caller": "one, sequential, one example per request",
             "wait_s": wait, "requests": len(latencies) + errors, "errors": errors,
             "verdicts": counts, "verdict_ms": _percentiles(latencies),

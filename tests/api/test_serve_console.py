@@ -3,7 +3,6 @@ with its pages, the device line without TensorFlow's noise, HOST/PORT from make.
 import os
 import pathlib
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -56,7 +55,6 @@ def test_page_urls_use_an_address_a_browser_can_open(host, shown):
     assert browsable_host(host) == shown
 
 
-@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 def test_make_run_passes_host_and_port_and_installs_no_extras():
     def dry_run(*args):
         done = subprocess.run(["make", "-n", "-C", str(ROOT), *args], capture_output=True,

@@ -12,32 +12,12 @@ and summed up in a "fault-suite measurements" section at the end of the run.
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
 from tests.support.services import database_url, start_redis
 
 _MEASUREMENTS: list[tuple[str, dict]] = []
-
-
-def pytest_configure(config):
-    config.addinivalue_line(
-        "markers", "long: a longer variant of a fault/load/fuzz test; deselected unless "
-                   "`-m long` (make test-long) or CINCER_TEST_LONG=1")
-
-
-def long_selected(config) -> bool:
-    return os.environ.get("CINCER_TEST_LONG") == "1" or "long" in (config.option.markexpr or "")
-
-
-def pytest_collection_modifyitems(config, items):
-    if long_selected(config):
-        return
-    deselected = [item for item in items if item.get_closest_marker("long") is not None]
-    if deselected:
-        config.hook.pytest_deselected(items=deselected)
-        items[:] = [item for item in items if item.get_closest_marker("long") is None]
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -31,7 +31,6 @@ A long test: run by ``make test-long`` (``pytest -m long`` or ``CINCER_TEST_LONG
 from __future__ import annotations
 
 import json
-import os
 import re
 import statistics
 import time
@@ -74,14 +73,6 @@ CASES = {
     # A shorter lease, for comparison (the reconciler every second, as the other tests).
     "lease-6s": {"CINCER_RETRAIN_LEASE_SECONDS": "6", "CINCER_RECONCILE_SECONDS": "1"},
 }
-
-
-@pytest.fixture(autouse=True)
-def _long_only(request):
-    config = request.config
-    if not (os.environ.get("CINCER_TEST_LONG") == "1"
-            or "long" in (config.option.markexpr or "")):
-        pytest.skip("a long test: make test-long, pytest -m long or CINCER_TEST_LONG=1")
 
 
 def lease_holder_pid(ctx, pid: int) -> int | None:

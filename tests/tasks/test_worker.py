@@ -36,7 +36,6 @@ from tasks.celery_app import CeleryDispatcher, celery_init_app, clear_queued
 from tests.support.services import (
     kill_group,
     log_tail,
-    postgres_database,
     process,
     start_redis,
     wait_until,
@@ -47,8 +46,6 @@ pytestmark = pytest.mark.integration
 CLI = os.path.join(os.path.dirname(sys.executable), "cincer-service")
 N_BOOTSTRAP = 30
 N_STREAM = 60
-# PostgreSQL joins when CI (or you) point CINCER_TEST_POSTGRES_URL at a server.
-DATABASES = ["sqlite"] + (["postgresql"] if os.environ.get("CINCER_TEST_POSTGRES_URL") else [])
 
 
 @pytest.fixture(scope="module")
@@ -73,14 +70,6 @@ def breast(noisy_data):
     return found.data, found.noisy
 
 
-@pytest.fixture(params=DATABASES)
-def database_url(request, tmp_path):
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'cincer.db'}"
-        return
-    with postgres_database() as url:
-        assert url is not None, "CINCER_TEST_POSTGRES_URL is set but PostgreSQL does not answer"
-        yield url
 
 
 def celery_service(tmp_path, redis_url, database_url=None):

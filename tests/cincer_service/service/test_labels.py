@@ -1,5 +1,4 @@
 """labels: the one label-change function, from every door, also at the same instant."""
-import os
 import threading
 from functools import partial
 
@@ -16,7 +15,6 @@ from tests.support.service import (
     new_project,
     true_answer,
 )
-from tests.support.services import postgres_database
 
 CLASSES = ["malignant", "benign"]
 
@@ -125,19 +123,9 @@ def at_once(*works) -> list[str]:
         t.join(60)
     return failures
 
-
-DATABASES = ["sqlite"] + (["postgresql"] if os.environ.get("CINCER_TEST_POSTGRES_URL") else [])
 ROUNDS = 40
 
 
-@pytest.fixture(params=DATABASES)
-def database_url(request, tmp_path):
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'cincer.db'}"
-        return
-    with postgres_database() as url:
-        assert url is not None, "CINCER_TEST_POSTGRES_URL is set but PostgreSQL does not answer"
-        yield url
 
 
 def test_an_answer_and_a_batch_relabel_at_once_keep_every_history(tmp_path, stream,
