@@ -23,3 +23,13 @@ DETECTOR_NAMES = SCORING_DETECTOR_NAMES + PAIR_DETECTOR_NAMES
 # Pr@5 on breast .86 (λ=1) → .92 (10), on digits .36 → .40; cleaned in the loop on breast
 # 26.2 → 28.4. See docs/results.md, "Choosing the defaults".
 COUNTEREXAMPLE_DAMPING = 10.0
+
+# The crowd's consensus (``cincer_service.consensus``): Dawid–Skene confusion matrices start
+# from a Dirichlet pseudo-count of this many answers at this accuracy (errors spread evenly),
+# for annotators and for the model, which votes with its probabilities. A flagged annotator's
+# likelihood is raised to FLAGGED_WEIGHT (down-weighted, never dropped).
+CROWD_PRIOR_ACCURACY = 0.7
+CROWD_PRIOR_STRENGTH = 2.0
+MODEL_PRIOR_ACCURACY = 0.7
+MODEL_PRIOR_STRENGTH = 2.0
+FLAGGED_WEIGHT = 0.25

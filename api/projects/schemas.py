@@ -37,6 +37,34 @@ class RetrainSpecSchema(ma.Schema):
     every_n_answers = StrictInteger(validate=_range("retrain_every"))
 
 
+class CrowdSpecSchema(ma.Schema):
+    """Overlap and consensus (``spec.CrowdPolicy``); every key optional."""
+
+    answers_per_query = StrictInteger(validate=_range("answers_per_query"), metadata={
+        "description": "answers a query takes at least (default "
+                       f"{spec.DEFAULT_ANSWERS_PER_QUERY}: the first answer is the label)"})
+    max_answers_per_query = StrictInteger(validate=_range("answers_per_query"), metadata={
+        "description": "answers a query may take while its consensus is unsure (default "
+                       f"{spec.DEFAULT_MAX_ANSWERS_PER_QUERY})"})
+    consensus_confidence = StrictFloat(validate=_range("consensus_confidence"), metadata={
+        "description": "posterior each side needs before the consensus decides (default "
+                       f"{spec.DEFAULT_CONSENSUS_CONFIDENCE})"})
+    gold_share = StrictFloat(validate=_range("gold_share"), metadata={
+        "description": "share of leases that are gold checks when gold examples exist "
+                       f"(default {spec.DEFAULT_GOLD_SHARE})"})
+    min_annotator_accuracy = StrictFloat(validate=_range("min_annotator_accuracy"), metadata={
+        "description": "estimated accuracy under which an annotator with at least "
+                       f"{spec.MIN_ANSWERS_TO_FLAG} answers is flagged (default "
+                       f"{spec.DEFAULT_MIN_ANNOTATOR_ACCURACY})"})
+
+    @validates_schema
+    def ordered(self, data, **_):
+        low, high = data.get("answers_per_query"), data.get("max_answers_per_query")
+        if low is not None and high is not None and low > high:
+            raise ma.ValidationError("may not exceed max_answers_per_query",
+                                     "answers_per_query")
+
+
 class ProjectSettingsSchema(ma.Schema):
     """The settings a project may change after creation, with the ranges of creation."""
 
@@ -56,6 +84,8 @@ class ProjectSettingsSchema(ma.Schema):
     queue_order = fields.String(validate=validate.OneOf(spec.QUEUE_ORDERS), metadata={
         "description": "priority (default: the query most likely to clean a label first) "
                        "or fifo (the oldest first)"})
+    crowd = fields.Nested(CrowdSpecSchema, metadata={
+        "description": "several annotators per query and their consensus"})
 
 
 class ProjectCreateSchema(ProjectSettingsSchema):
@@ -165,6 +195,7 @@ class ProjectSchema(ma.Schema):
         "description": "questions per 100 incoming examples, or null (fixed threshold)"})
     queue_order = fields.String(metadata={"enum": list(spec.QUEUE_ORDERS)})
     holdout_share = fields.Float()
+    crowd = fields.Dict()
 
 
 class ProjectListSchema(ma.Schema):

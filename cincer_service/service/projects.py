@@ -7,13 +7,17 @@ each change is recorded as a ``ProjectEvent``.
 """
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from sqlalchemy import and_, delete, or_, select
 
-from ..spec import ProjectSpec
+from ..spec import CrowdPolicy, ProjectSpec
 from . import jobs
 from .context import ServiceContext, latest_version_number, project_row
 from .errors import BadInput, Conflict
 from .store import (
+    Annotator,
+    Answer,
     Audit,
     Example,
     IdempotencyKey,
@@ -34,7 +38,8 @@ from .training import bootstrap_progress, lifecycle
 # feature names, model and holdout share are fixed (examples, labels, model versions and
 # the held-out set depend on them).
 MUTABLE_SETTINGS = ("threshold", "strategy", "damping", "bootstrap_size", "retrain",
-                    "query_budget", "queue_order")
+                    "query_budget", "queue_order", "crowd")
+NESTED_SETTINGS = ("retrain", "crowd")     # a change may give some of their keys
 FIXED_SETTINGS = ("name", "classes", "input_shape", "input_kind", "feature_names", "model",
                   "holdout_share")
 
@@ -78,7 +83,12 @@ def project_view(p: Project, model_version: int | None) -> dict:
             "state": lifecycle(p),
             "threshold_mode": "fixed" if p.query_budget is None else "budget",
             "query_budget": p.query_budget, "queue_order": p.queue_order,
-            "holdout_share": p.holdout_share}
+            "holdout_share": p.holdout_share, "crowd": crowd_policy(p)}
+
+
+def crowd_policy(p: Project) -> dict:
+    """The project's ``spec.CrowdPolicy`` as a dict (its defaults where none is stored)."""
+    return {**asdict(CrowdPolicy()), **(p.crowd or {})}
 
 
 def create_project(ctx: ServiceContext, spec: ProjectSpec, demo: bool = False) -> dict:
@@ -136,8 +146,10 @@ def update_project(ctx: ServiceContext, pid: int, changes: dict, actor: str) -> 
         project = project_row(s, pid, lock=True)
         recorded = {}
         for key, value in changes.items():
-            old = dict(project.retrain) if key == "retrain" else getattr(project, key)
-            new = {**old, **value} if key == "retrain" else value
+            nested = key in NESTED_SETTINGS
+            old = (crowd_policy(project) if key == "crowd" else dict(project.retrain)) \
+                if nested else getattr(project, key)
+            new = {**old, **value} if nested else value
             if new != old:
                 recorded[key] = {"old": old, "new": new}
         if "bootstrap_size" in recorded:
@@ -146,6 +158,12 @@ def update_project(ctx: ServiceContext, pid: int, changes: dict, actor: str) -> 
                                "only change while the project collects it",
                                {"bootstrap_size": project.bootstrap_size,
                                 "state": lifecycle(project)})
+        crowd = recorded.get("crowd", {}).get("new")
+        if crowd and crowd["answers_per_query"] > crowd["max_answers_per_query"]:
+            raise BadInput("answers_per_query may not exceed max_answers_per_query",
+                           {"crowd": [f"answers_per_query {crowd['answers_per_query']} > "
+                                      f"max_answers_per_query "
+                                      f"{crowd['max_answers_per_query']}"]})
         for key, change in recorded.items():
             setattr(project, key, change["new"])
         if "bootstrap_size" in recorded:
@@ -181,6 +199,9 @@ def delete_project(ctx: ServiceContext, pid: int) -> dict:
     examples = select(Example.id).where(Example.project_id == pid)
     endpoints = select(WebhookEndpoint.id).where(WebhookEndpoint.project_id == pid)
     tokens = select(Token.id).where(Token.project_id == pid)
+    queries = select(Query.id).where(or_(Query.project_id == pid,
+                                         Query.example_id.in_(examples),
+                                         Query.counterexample_id.in_(examples)))
     steps = (
         ("webhook_deliveries", delete(WebhookDelivery).where(
             WebhookDelivery.endpoint_id.in_(endpoints))),
@@ -193,6 +214,9 @@ def delete_project(ctx: ServiceContext, pid: int) -> dict:
         ("project_events", delete(ProjectEvent).where(ProjectEvent.project_id == pid)),
         ("overviews", delete(Overview).where(Overview.project_id == pid)),
         ("audits", delete(Audit).where(Audit.project_id == pid)),
+        ("answers", delete(Answer).where(or_(Answer.project_id == pid,
+                                             Answer.query_id.in_(queries)))),
+        ("annotators", delete(Annotator).where(Annotator.project_id == pid)),
         ("queries", delete(Query).where(or_(Query.project_id == pid,
                                             Query.example_id.in_(examples),
                                             Query.counterexample_id.in_(examples)))),

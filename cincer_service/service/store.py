@@ -90,6 +90,10 @@ class Project(Base):
     recent_margins: Mapped[list | None] = mapped_column(JSON, nullable=True)
     queue_order: Mapped[str] = mapped_column(String(20), default="priority")
     holdout_share: Mapped[float] = mapped_column(Float, default=0.0)
+    # Crowds (0008_crowds; ``service.crowd``): the ``spec.CrowdPolicy`` (None: its
+    # defaults) and the consensus model's project-wide counts (``consensus.Crowd``).
+    crowd: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    crowd_state: Mapped[dict | None] = mapped_column(JSON, nullable=True)
 
 
 class Token(Base):
@@ -126,6 +130,9 @@ class Example(Base):
     screen_margin: Mapped[float | None] = mapped_column(Float, nullable=True)
     screen_prediction: Mapped[int | None] = mapped_column(Integer, nullable=True)
     screen_probabilities: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    # A gold example (0008_crowds): its trusted label, checked against annotators' answers.
+    gold: Mapped[bool] = mapped_column(Boolean, default=False)
+    gold_label: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
     def features(self, shape) -> np.ndarray:
         return np.frombuffer(self.x, dtype=np.float32).reshape(shape)
@@ -187,6 +194,55 @@ class Query(Base):
     closed_reason: Mapped[str | None] = mapped_column(String(40), nullable=True)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     refreshed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # The consensus posterior of each side (0008_crowds): {"example": [...],
+    # "counterexample": [...] or None}; None before the first answer.
+    consensus: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+
+
+class Annotator(Base):
+    """A named annotator of a project (0008_crowds): tokens with this name answer as them.
+    Their consensus counts, agreement and gold record feed their score."""
+
+    __tablename__ = "annotators"
+    __table_args__ = (Index("ux_annotators_project_name", "project_id", "name", unique=True),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"))
+    name: Mapped[str] = mapped_column(String(200))
+    suspended: Mapped[bool] = mapped_column(Boolean, default=False)
+    suspended_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    suspended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    confusion: Mapped[list | None] = mapped_column(JSON, nullable=True)   # soft counts c×c
+    answers: Mapped[int] = mapped_column(Integer, default=0)
+    agreement: Mapped[float] = mapped_column(Float, default=0.0)   # Σ leave-one-out agreement
+    gold_answers: Mapped[int] = mapped_column(Integer, default=0)
+    gold_correct: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Answer(Base):
+    """One annotator's lease on, and answer to, one query (0008_crowds)."""
+
+    __tablename__ = "answers"
+    __table_args__ = (Index("ux_answers_query_annotator", "query_id", "annotator_id",
+                            unique=True),
+                      Index("ix_answers_project_annotator", "project_id", "annotator_id"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"))
+    query_id: Mapped[int] = mapped_column(ForeignKey("queries.id"))
+    annotator_id: Mapped[int] = mapped_column(ForeignKey("annotators.id"))
+    token_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    status: Mapped[str] = mapped_column(String(20))          # leased | released | answered
+    leased_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    example_label: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    counterexample_label: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    gold: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The answer's agreement with everyone else's consensus (mean over its sides).
+    agreement: Mapped[float | None] = mapped_column(Float, nullable=True)
+    seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class ModelVersion(Base):
