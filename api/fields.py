@@ -64,11 +64,11 @@ class StrictJSONParser(FlaskParser):
     ``api.requests.check_json_body``; the parser takes that value instead of parsing again."""
 
     def _raw_load_json(self, req):
-        if not is_json_request(req):
-            return core.missing
-        parsed = g.get(PARSED_BODY, core.missing)
+        parsed = g.get(PARSED_BODY, core.missing)     # a JSON or MessagePack body
         if parsed is not core.missing:
             return parsed
+        if not is_json_request(req):
+            return core.missing
         data = req.get_data(cache=True)
         try:
             return strict_json_loads(data)

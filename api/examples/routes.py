@@ -75,7 +75,9 @@ def prefer_wait() -> float | None:
 @blp.doc(parameters=[PREFER_DOC])
 def ingest(body, pid):
     """Ingest a batch (all or nothing); screening happens in the background. With
-    `Prefer: wait=<seconds>` the answer waits (at most that long) for each item's verdict."""
+    `Prefer: wait=<seconds>` the answer waits (at most that long) for each item's verdict.
+    The body may also be sent as MessagePack (`Content-Type: application/msgpack`), the same
+    document encoded; the answer is JSON."""
     principal = current_principal()
     wait = prefer_wait()
     ctx = get_context()

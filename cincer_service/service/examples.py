@@ -9,7 +9,7 @@ trusted): never trained on, screened or queried, only scored on (``evaluation``)
 from __future__ import annotations
 
 import numpy as np
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..featurize import BadItem, featurize
@@ -93,6 +93,7 @@ def _ingest(ctx: ServiceContext, pid: int, items: list, actor: str) -> list[dict
             labels = set(s.scalars(select(Example.label).where(
                 Example.project_id == pid, Example.status.in_(TRAINING)).distinct()))
         now, results, training_changed, updates = utcnow(), [], False, []
+        created: list[tuple[dict, dict]] = []         # (row to insert, its result)
         for row in rows:
             old = known.get(row["external_id"])
             if old is None:
@@ -104,18 +105,17 @@ def _ingest(ctx: ServiceContext, pid: int, items: list, actor: str) -> list[dict
                 elif status == "accepted":
                     have, training_changed = have + 1, True
                     labels.add(row["label"])
-                example = Example(project_id=pid, status=status, created_at=now,
-                                  updated_at=now, confirmed=split == "evaluation", **row)
-                s.add(example)
-                s.flush()
-                s.add(LabelEvent(example_id=example.id, old_label=None,
-                                 new_label=example.label, why="ingest", actor=actor, at=now))
-                results.append({"id": example.id, "status": status, "outcome": "created"})
+                result = {"id": None, "status": status, "outcome": "created"}
+                created.append(({**row, "project_id": pid, "status": status, "created_at": now,
+                                 "updated_at": now, "confirmed": split == "evaluation"},
+                                result))
+                results.append(result)
             elif old.label == row["label"]:
                 results.append({"id": old.id, "status": old.status, "outcome": "replayed"})
             else:
                 updates.append(LabelChange(old.id, row["label"], "ingest_update"))
                 results.append({"id": old.id, "status": old.status, "outcome": "updated"})
+        insert_examples(s, created, actor, now)
         if updates:
             training_changed |= change_labels(s, pid, updates, actor, now=now).training_changed
         changes = {"generation": Project.generation + 1} if training_changed else {}
@@ -129,6 +129,22 @@ def _ingest(ctx: ServiceContext, pid: int, items: list, actor: str) -> list[dict
         if any(r["status"] == "pending" and r["outcome"] == "created" for r in results):
             jobs.follow(s, jobs.SCREEN(pid))
     return results
+
+
+def insert_examples(s, created: list[tuple[dict, dict]], actor: str, now) -> None:
+    """Insert the new examples and their first history events in two bulk statements
+    (``executemany`` with ``RETURNING``, not one ORM object and flush per row) and fill
+    each result's ``id``."""
+    if not created:
+        return
+    table = Example.__table__          # Core, not the ORM's bulk path: a third of the time
+    ids = s.scalars(insert(table).returning(table.c.id, sort_by_parameter_order=True),
+                    [row for row, _ in created]).all()
+    for (_, result), eid in zip(created, ids):
+        result["id"] = eid
+    s.execute(insert(LabelEvent.__table__), [
+        {"example_id": eid, "old_label": None, "new_label": row["label"], "why": "ingest",
+         "actor": actor, "at": now} for (row, _), eid in zip(created, ids)])
 
 
 def _split_of(example: Example) -> str:
