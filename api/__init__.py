@@ -71,6 +71,8 @@ def register_blueprints(app: Flask) -> None:
     api.register_blueprint(ops.blp)          # /healthz and /metrics at the root
     app.register_blueprint(apidocs.bp)       # Swagger UI's files, served offline
     app.register_blueprint(ui.bp)            # the annotator page and the overview, /ui/
+    from .integrations import label_studio
+    app.register_blueprint(label_studio.bp)  # Label Studio's ML backend protocol
 
 
 def register_errorhandlers(app: Flask) -> None:

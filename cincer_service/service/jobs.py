@@ -161,9 +161,11 @@ AUDIT = Job("audit", AuditArg, BACKGROUND, progress=True)
 OVERVIEW = Job("overview", ProjectArg, BACKGROUND, progress=True)
 DELIVER_WEBHOOKS = Job("deliver_webhooks", ProjectArg, BACKGROUND)
 RECONCILE = Job("reconcile", NoArg, BACKGROUND)
+LABEL_STUDIO_SYNC = Job("label_studio_sync", ProjectArg, BACKGROUND)   # service.label_studio
 
 JOBS: dict[str, Job] = {job.name: job for job in (
-    SCREEN, COUNTEREXAMPLE, RETRAIN, REFRESH, AUDIT, OVERVIEW, DELIVER_WEBHOOKS, RECONCILE)}
+    SCREEN, COUNTEREXAMPLE, RETRAIN, REFRESH, AUDIT, OVERVIEW, DELIVER_WEBHOOKS, RECONCILE,
+    LABEL_STUDIO_SYNC)}
 
 
 def by_name(name: str) -> Job:

@@ -16,7 +16,7 @@ from functools import partial
 
 from sqlalchemy import delete, select
 
-from . import audits, overview, screening, training, webhooks  # noqa: F401  (bind their jobs)
+from . import audits, label_studio, overview, screening, training, webhooks  # noqa: F401  (bind their jobs)
 from .context import ServiceContext
 from .dispatch import InlineDispatcher, ThreadDispatcher
 from .jobs import JOBS, RECONCILE, Submission

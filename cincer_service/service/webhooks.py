@@ -181,6 +181,18 @@ def list_deliveries(ctx: ServiceContext, pid: int, wid: int, offset: int = 0,
 
 
 # -- emission (the outbox) -----------------------------------------------------------------
+# In-process listeners: ``on(event, fn)`` makes ``emit`` call ``fn(s, pid, data)`` in the
+# caller's transaction, endpoints or not (``label_studio`` follows query events with its sync).
+LISTENERS: dict[str, list] = {}
+
+
+def on(event: str, listener) -> None:
+    """Call ``listener(s, pid, data)`` whenever ``event`` is emitted (in its transaction)."""
+    if event not in EVENTS:
+        raise ValueError(f"unknown webhook event {event!r}")
+    LISTENERS.setdefault(event, []).append(listener)
+
+
 def emit(s, pid: int, event: str, data: dict) -> bool:
     """Queue ``event`` for every active endpoint of project ``pid`` subscribed to it, in
     the caller's open session ``s`` (so it commits or rolls back with the change).
@@ -191,6 +203,8 @@ def emit(s, pid: int, event: str, data: dict) -> bool:
     anything was queued; then ``deliver_webhooks`` follows the commit."""
     if event not in EVENTS:
         raise ValueError(f"unknown webhook event {event!r}")
+    for listener in LISTENERS.get(event, ()):
+        listener(s, pid, data)
     cache = s.info.setdefault("webhook_endpoints", {})
     if pid not in cache:
         cache[pid] = s.execute(select(WebhookEndpoint.id, WebhookEndpoint.events).where(
