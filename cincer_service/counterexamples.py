@@ -6,14 +6,12 @@ on the base class (pertinence filter, ranking), each strategy only implements
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import tensorflow as tf
 
 from . import autodiff, influence
 from .registry import Registry
-from .state import ModelState
+from .state import ColumnarState, ModelState
 
 STRATEGIES = Registry("counter-example strategy")
 register = STRATEGIES.register
@@ -28,17 +26,53 @@ class NoCandidates(LookupError):
     """No known example carries the label the model predicts for the suspicious one."""
 
 
-@dataclass
 class Ranking:
-    """Pertinent candidates (indices into the known set) ordered best first."""
+    """Pertinent candidates (indices into the known set) ordered best first.
 
-    prediction: int
-    indices: np.ndarray
-    scores: np.ndarray
+    The order is made on first use of ``indices`` or ``scores``: ``best`` (an argmax),
+    ``top(k)`` (a partial sort) and ``unordered_scores`` need no sort of every candidate.
+    """
+
+    def __init__(self, prediction: int, indices, scores, ordered: bool = True):
+        self.prediction = prediction
+        self._indices, self._scores = np.asarray(indices), np.asarray(scores)
+        self._ordered = ordered
+
+    def _order(self) -> None:
+        if not self._ordered:
+            order = np.argsort(-self._scores, kind="stable")
+            self._indices, self._scores, self._ordered = \
+                self._indices[order], self._scores[order], True
+
+    @property
+    def indices(self) -> np.ndarray:
+        self._order()
+        return self._indices
+
+    @property
+    def scores(self) -> np.ndarray:
+        self._order()
+        return self._scores
+
+    @property
+    def unordered_scores(self) -> np.ndarray:
+        """Every candidate's score, in no particular order."""
+        return self._scores
 
     @property
     def best(self) -> int:
-        return int(self.indices[0])
+        if self._ordered:
+            return int(self._indices[0])
+        return int(self._indices[int(np.argmax(self._scores))])
+
+    def top(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(indices, scores)`` of the ``k`` best, best first."""
+        if self._ordered or k >= len(self._scores):
+            return self.indices[:k], self.scores[:k]
+        part = np.argpartition(-self._scores, k)[:k]
+        # ties broken by position, as the full stable sort does
+        part = part[np.lexsort((part, -self._scores[part]))]
+        return self._indices[part], self._scores[part]
 
 
 class CounterexampleStrategy:
@@ -54,14 +88,17 @@ class CounterexampleStrategy:
         known example has the predicted label.
         """
         prediction = int(np.argmax(state.query_arrays(x)[1]))
-        h_t, p_t = state.query(x)                   # memoised: no second forward pass
-        pertinent = state.y == prediction
-        if exclude is not None:
-            pertinent &= ~np.asarray(exclude, dtype=bool)
-        candidates = np.flatnonzero(pertinent)
+        candidates = state.candidates(prediction, exclude)
         if len(candidates) == 0:
             raise NoCandidates(f"no known example left with label {prediction}, "
                                "the class the model predicts")
+        if isinstance(state, ColumnarState) and not state.small_top:
+            # the fused float32 scan of the predicted class's partition (TopFisher only)
+            scan = getattr(self, "_partition_scores", None)
+            if scan is not None:
+                return Ranking(prediction, candidates,
+                               scan(state, x, int(label), prediction, candidates), ordered=False)
+        h_t, p_t = state.query(x)                   # memoised: no second forward pass
         scores = np.asarray(self._scores(state, x, int(label), h_t, p_t, candidates))
         order = np.argsort(-scores, kind="stable")
         return Ranking(prediction, candidates[order], scores[order])
@@ -81,8 +118,16 @@ class CounterexampleStrategy:
 class TopFisher(CounterexampleStrategy):
     """``−g_tᵀ F⁻¹ g_k`` with ``F`` the Top Fisher: one cached solve, then a pass over ``(r, ĥ)``.
 
-    Small top layers (``ModelState.small_top``) run the same algebra in float64 numpy.
+    Small top layers (``ModelState.small_top``) run the same algebra in float64 numpy; a
+    large ``ColumnarState`` solves for ``V`` in float64 and scans only the predicted class's
+    partition in float32 (``ColumnarState.partition_scores``).
     """
+
+    def _partition_scores(self, state, x, label, prediction, candidates):
+        h_np, p_np = state.query_arrays(x)
+        L = state.top_fisher_factor_np
+        V = influence.query_vector_np(L, influence.residuals_np(p_np[None], [label])[0], h_np)
+        return state.partition_scores(V, prediction, candidates)
 
     def _scores(self, state, x, label, h_t, p_t, candidates):
         if state.small_top:                 # numpy: microseconds, no per-op dispatch

@@ -255,3 +255,74 @@ def query_vector_np(L, r_t, h_t) -> np.ndarray:
 def counterexample_scores_np(V, r, h_aug) -> np.ndarray:
     """``−r_kᵀ V ĥ_k`` for every candidate (numpy)."""
     return -np.einsum("kj,kj->k", np.asarray(r, np.float64) @ V, h_aug)
+
+
+# -- at scale: a stratified Fisher estimate and the fused float32 partition scan -------------
+def stratified_sample(strata, m: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``(indices, weights)`` of a proportional stratified sample of about ``m`` rows.
+
+    Stratum ``s`` (``n_s`` rows) gives ``m_s = max(1, round(m n_s / n))`` rows drawn without
+    replacement, each weighted ``n_s / m_s``, so the weights sum to ``n`` and a weighted sum
+    over the sample is an unbiased estimate of the sum over every row.
+    """
+    strata = np.asarray(strata)
+    n = len(strata)
+    rng = np.random.default_rng(seed)
+    picked, weights = [], []
+    for s in np.unique(strata):
+        rows = np.flatnonzero(strata == s)
+        take = min(len(rows), max(1, int(round(m * len(rows) / max(n, 1)))))
+        chosen = rng.choice(rows, size=take, replace=False) if take < len(rows) else rows
+        picked.append(np.sort(chosen))
+        weights.append(np.full(take, len(rows) / take))
+    if not picked:
+        return np.zeros(0, np.int64), np.zeros(0)
+    indices, w = np.concatenate(picked), np.concatenate(weights)
+    order = np.argsort(indices, kind="stable")    # in row order: sequential reads of a map
+    return indices[order].astype(np.int64), w[order]
+
+
+def weighted_top_fisher_np(p, h_aug, weights, damping: float = 1e-3,
+                           chunk_size: int = 16384) -> np.ndarray:
+    """``(1/Σw) Σ_k w_k (diag p_k − p_k p_kᵀ) ⊗ ĥ_k ĥ_kᵀ + λI`` in float64.
+
+    With unit weights it is ``top_fisher_np``; with the weights of ``stratified_sample`` it
+    estimates the Top Fisher of the whole set from a sample. ``p`` and ``h_aug`` may be
+    float32 (memory-mapped) arrays: each chunk is converted to float64 as it is used.
+    """
+    w_all = np.asarray(weights, np.float64)
+    n, c = p.shape
+    d1 = h_aug.shape[1]
+    size = c * d1
+    F = np.zeros((size, size))
+    blocks = [slice(i * d1, (i + 1) * d1) for i in range(c)]
+    for start in range(0, n, chunk_size):
+        pc = np.asarray(p[start:start + chunk_size], np.float64)
+        hc = np.asarray(h_aug[start:start + chunk_size], np.float64)
+        w = w_all[start:start + chunk_size, None]
+        q = (pc[:, :, None] * (hc * np.sqrt(w))[:, None, :]).reshape(len(pc), size)
+        F -= q.T @ q
+        hw = hc * w
+        for i in range(c):              # diag(p) ⊗ ĥĥᵀ: block i is Σ w p_i ĥĥᵀ
+            F[blocks[i], blocks[i]] += (hw * pc[:, i:i + 1]).T @ hc
+    F /= max(float(w_all.sum()), 1e-300)
+    F[np.diag_indices(size)] += damping
+    return F
+
+
+def partition_scores_f32(V, h_aug, p, label: int, chunk_size: int = 8192) -> np.ndarray:
+    """CINCER scores ``−r_kᵀ V ĥ_k`` of candidates whose current label is ``label``, in
+    float32, in one pass over their rows (``h_aug``: ``(n, d+1)``, ``p``: ``(n, c)``).
+
+    With ``r_k = p_k − e_label`` the score is ``(V ĥ_k)_label − p_kᵀ (V ĥ_k)``: one product
+    ``ĥ V ᵀ`` per chunk of rows (kept in cache), then a row-wise dot with ``p``; nothing of
+    size ``n × c(d+1)`` is formed and only the rows passed in are read.
+    """
+    Vt = np.ascontiguousarray(np.asarray(V, np.float32).T)
+    n = len(h_aug)
+    out = np.empty(n, np.float32)
+    for start in range(0, n, chunk_size):
+        W = np.asarray(h_aug[start:start + chunk_size]) @ Vt
+        out[start:start + chunk_size] = W[:, label] - np.einsum(
+            "kj,kj->k", W, np.asarray(p[start:start + chunk_size]))
+    return out

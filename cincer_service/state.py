@@ -135,6 +135,14 @@ class ModelState:
             if key not in LABEL_FREE:
                 self.cache.pop(key)
 
+    def candidates(self, label: int, exclude=None) -> np.ndarray:
+        """Indices of the known examples whose current label is ``label``, less ``exclude``
+        (a boolean mask over the known set): CINCER's pertinent candidates."""
+        pertinent = self.y == label
+        if exclude is not None:
+            pertinent &= ~np.asarray(exclude, dtype=bool)
+        return np.flatnonzero(pertinent)
+
     # -- incoming examples ----------------------------------------------------------------
     def _query_entry(self, x) -> list:
         x = np.asarray(x, np.float32)
@@ -160,3 +168,149 @@ class ModelState:
         if entry[2] is None:
             entry[2] = (tf.constant(entry[0]), tf.constant(entry[1]))
         return entry[2]
+
+
+# -- columnar state (``columnar.Columns``): a version's files, mapped ------------------------
+# Past this many rows a CPU worker estimates the Top Fisher from a stratified sample of
+# FISHER_SAMPLE_ROWS rows (``influence.stratified_sample``); a GPU always computes it exactly.
+FISHER_EXACT_MAX_ROWS = 2_000_000
+FISHER_SAMPLE_ROWS = 200_000
+COLUMNAR_FREE = LABEL_FREE | {"h_aug_tf", "probs_tf", "moved"}
+
+
+def gpu_available() -> bool:
+    """Whether TensorFlow sees a GPU (read once)."""
+    global _GPU
+    if _GPU is None:
+        _GPU = bool(tf.config.list_logical_devices("GPU"))
+    return _GPU
+
+
+_GPU = None
+
+
+class ColumnarState(ModelState):
+    """A ``ModelState`` over a version's columnar files (``columnar.Columns``).
+
+    Rows are in *partition order* (by the label they had when the files were written), so
+    the known examples of class ``k`` are mostly one contiguous slice. ``y`` holds the
+    *current* labels: a row relabelled since then stays in its old slice and is found
+    through ``moved`` (the overlay), which ``candidates`` reads; nothing is rewritten.
+    ``ĥ`` and ``p`` stay float32 maps; the TensorFlow tensors of ``ModelState``'s API are
+    made (float64) only if a strategy other than the partition scan asks for them.
+    """
+
+    def __init__(self, classifier, columns, y=None, damping: float = 1e-3,
+                 fisher_sample_rows: int | None = None):
+        self.classifier, self.columns, self.damping, self.cache = classifier, columns, damping, {}
+        self.y = np.array(columns.labels if y is None else y, dtype=np.int64)
+        self.fisher_sample_rows = fisher_sample_rows
+
+    def __repr__(self) -> str:
+        return f"ColumnarState(n={self.n}, path={self.columns.path!r})"
+
+    @property
+    def X(self):
+        return self.columns.features
+
+    @property
+    def h_aug(self) -> tf.Tensor:
+        return self.cached("h_aug_tf", lambda: tf.constant(np.asarray(self.columns.h, np.float64)))
+
+    @property
+    def probs(self) -> tf.Tensor:
+        return self.cached("probs_tf", lambda: tf.constant(np.asarray(self.columns.p, np.float64)))
+
+    @property
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.cached("arrays", lambda: (np.asarray(self.columns.h, np.float64),
+                                              np.asarray(self.columns.p, np.float64)))
+
+    @property
+    def small_top(self) -> bool:
+        if "small_top" not in self.cache:
+            n, c, d1 = self.n, self.columns.n_classes, int(self.columns.h.shape[1])
+            self.cache["small_top"] = n * c * d1 <= SMALL_TOP_WORK and c * d1 <= 4096
+        return self.cache["small_top"]
+
+    # -- the overlay ---------------------------------------------------------------------
+    @property
+    def moved(self) -> np.ndarray:
+        """Rows whose current label differs from the one they were partitioned by."""
+        return self.cached("moved", lambda: np.flatnonzero(self.y != self.columns.labels))
+
+    def relabel(self, index: int, label: int) -> None:
+        self.y[index] = label
+        for key in list(self.cache):
+            if key not in LABEL_FREE:      # "moved" goes too
+                self.cache.pop(key)
+
+    def candidates(self, label: int, exclude=None) -> np.ndarray:
+        start, stop = self.columns.partition(label)
+        moved = self.moved
+        inside = np.arange(start, stop)
+        if len(moved):
+            inside = inside[self.y[start:stop] == label]
+            outside = moved[(self.y[moved] == label) & ((moved < start) | (moved >= stop))]
+            inside = np.concatenate([inside, outside])
+        if exclude is not None:
+            inside = inside[~np.asarray(exclude, dtype=bool)[inside]]
+        return inside
+
+    # -- the factor ----------------------------------------------------------------------
+    @property
+    def top_fisher_factor_np(self) -> np.ndarray:
+        if "top_fisher_factor_np" not in self.cache:
+            if self.small_top:
+                return ModelState.top_fisher_factor_np.fget(self)
+            self.cache["top_fisher_factor_np"] = self.fisher_factor()
+        return self.cache["top_fisher_factor_np"]
+
+    @property
+    def top_fisher_factor(self) -> tf.Tensor:
+        if "top_fisher_factor" not in self.cache:
+            self.cache["top_fisher_factor"] = tf.constant(self.top_fisher_factor_np)
+        return self.cache["top_fisher_factor"]
+
+    def fisher_factor(self, sample_rows: int | None = None) -> np.ndarray:
+        """The damped Top-Fisher factor: exact on a GPU or up to ``FISHER_EXACT_MAX_ROWS``
+        rows, past that (on CPU) from a stratified sample of ``sample_rows`` (by default
+        ``FISHER_SAMPLE_ROWS``) over the (predicted class, label) strata."""
+        h, p = self.columns.h, self.columns.p
+        if gpu_available():
+            F = influence.top_fisher(p, h, self.damping)
+            return influence.fisher_factor(F).numpy()
+        rows = sample_rows or self.fisher_sample_rows
+        if rows is None and self.n > FISHER_EXACT_MAX_ROWS:
+            rows = FISHER_SAMPLE_ROWS
+        if rows is None or rows >= self.n:
+            F = influence.weighted_top_fisher_np(p, h, np.ones(self.n), self.damping)
+        else:
+            strata = np.argmax(p, axis=1) * self.columns.n_classes + self.y
+            idx, w = influence.stratified_sample(strata, rows)
+            F = influence.weighted_top_fisher_np(p[idx], h[idx], w, self.damping)
+        return influence.fisher_factor_np(F)
+
+    # -- the partition scan --------------------------------------------------------------
+    def partition_scores(self, V, label: int, candidates: np.ndarray) -> np.ndarray:
+        """``−r_kᵀ V ĥ_k`` (float32) for ``candidates`` (all with current label ``label``):
+        one fused pass over the partition's slice, then the few moved-in rows."""
+        start, stop = self.columns.partition(label)
+        h, p = self.columns.h, self.columns.p
+        inside = (candidates >= start) & (candidates < stop)
+        out = np.empty(len(candidates), np.float32)
+        if inside.any():
+            out[inside] = self._scan(V, label, start, stop)[candidates[inside] - start]
+        if not inside.all():
+            rows = candidates[~inside]
+            out[~inside] = influence.partition_scores_f32(V, h[rows], p[rows], label)
+        return out
+
+    def _scan(self, V, label: int, lo: int, hi: int) -> np.ndarray:
+        if gpu_available():
+            h, p = self.cached(("gpu", label, lo, hi), lambda: (
+                tf.constant(self.columns.h[lo:hi]), tf.constant(self.columns.p[lo:hi])))
+            W = tf.matmul(h, tf.constant(np.asarray(V, np.float32)), transpose_b=True)
+            return (W[:, label] - tf.reduce_sum(W * p, axis=1)).numpy()
+        return influence.partition_scores_f32(V, self.columns.h[lo:hi], self.columns.p[lo:hi],
+                                              label)

@@ -1,0 +1,228 @@
+"""Columnar training state of one model version: float32 arrays partitioned by label, in
+files written once and memory-mapped by every worker that needs them.
+
+A version's directory holds, in *partition order* (rows sorted by their label when the files
+were written, then by example id):
+
+- ``ids.npy`` (int64), ``labels.npy`` (int64), ``confirmed.npy`` (bool): the rows;
+- ``offsets.npy`` (int64, ``c + 1``): partition ``k`` is rows ``offsets[k]:offsets[k+1]``;
+- ``positions.npy`` (int64): for the ``i``-th training id in id order, its row here;
+- ``x.npy`` (float32 ``(n, prod(input_shape))``): the inputs;
+- ``h.npy`` (float32 ``(n, d + 1)``): the top layer's inputs ``ĥ = [h; 1]``;
+- ``p.npy`` (float32 ``(n, c)``): the version's probabilities;
+- ``manifest.json``: the format, the shapes, when the labels were read (``built_at``) and,
+  per file, its size and SHA-256.
+
+The directory appears atomically (written under a temporary name, then renamed), so a reader
+sees a whole state or none. ``load`` checks every file's size and, before its array is first
+used, its SHA-256: a missing, truncated or altered file raises ``CorruptState`` and is never
+used; ``load_or_build`` then moves the directory aside and rebuilds it from the database. The
+labels in the files are those of ``built_at``: the database stays the source of truth and
+later changes are applied over them (``ModelCache.training_state``).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+ARRAYS = ("ids", "labels", "confirmed", "offsets", "positions", "x", "h", "p")
+EAGER = ("ids", "labels", "confirmed", "offsets", "positions", "h", "p")   # checked on load
+HASH_CHUNK = 16 * 2**20
+
+
+class CorruptState(Exception):
+    """A state directory that must not be used (missing, truncated or altered file)."""
+
+
+def version_dir(root: str, project_id: int, version_id: int, created_at: datetime) -> str:
+    """The directory of one model version's state under ``root`` (the row id and its creation
+    time: SQLite may reuse the ids of a deleted project)."""
+    stamp = int(created_at.timestamp() * 1e6) if created_at is not None else 0
+    return os.path.join(root, f"project-{int(project_id)}", f"version-{int(version_id)}-{stamp}")
+
+
+def file_sha256(path: str) -> str:
+    """SHA-256 of a file, read in chunks (hashlib releases the GIL: files hash in parallel)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            chunk = f.read(HASH_CHUNK)
+            if not chunk:
+                return digest.hexdigest()
+            digest.update(chunk)
+
+
+@dataclass
+class Columns:
+    """A version's state as (memory-mapped) arrays in partition order; ``x`` is checked and
+    mapped on first use."""
+
+    path: str
+    manifest: dict
+    arrays: dict = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __getattr__(self, name):
+        if name in ARRAYS:
+            arrays = self.__dict__["arrays"]
+            if name not in arrays:
+                with self.__dict__["_lock"]:
+                    if name not in arrays:
+                        arrays[name] = _map(self.path, self.manifest, name, verify=True)
+            return arrays[name]
+        raise AttributeError(name)
+
+    @property
+    def n(self) -> int:
+        return int(self.manifest["n"])
+
+    @property
+    def n_classes(self) -> int:
+        return int(self.manifest["classes"])
+
+    @property
+    def input_shape(self) -> tuple:
+        return tuple(self.manifest["input_shape"])
+
+    @property
+    def built_at(self) -> float:
+        """When the labels in the files were read (seconds since the epoch, UTC)."""
+        return float(self.manifest["built_at"])
+
+    def partition(self, label: int) -> tuple[int, int]:
+        """``(start, stop)`` of the rows whose label was ``label`` when the files were built."""
+        return int(self.offsets[label]), int(self.offsets[label + 1])
+
+    @property
+    def features(self) -> np.ndarray:
+        """``x`` in the inputs' shape (a view of the map)."""
+        return self.x.reshape((self.n, *self.input_shape))
+
+    def mapped_bytes(self) -> int:
+        return sum(int(a.nbytes) for a in self.arrays.values())
+
+
+def _map(path: str, manifest: dict, name: str, verify: bool) -> np.ndarray:
+    meta = manifest["files"].get(name)
+    file = os.path.join(path, f"{name}.npy")
+    if meta is None:
+        raise CorruptState(f"{path}: the manifest has no {name}")
+    try:
+        size = os.path.getsize(file)
+    except OSError as exc:
+        raise CorruptState(f"{file}: missing ({exc})") from exc
+    if size != meta["bytes"]:
+        raise CorruptState(f"{file}: {size} bytes, the manifest says {meta['bytes']}")
+    if verify and file_sha256(file) != meta["sha256"]:
+        raise CorruptState(f"{file}: wrong checksum")
+    try:
+        return np.load(file, mmap_mode="r")
+    except (ValueError, OSError) as exc:
+        raise CorruptState(f"{file}: {exc}") from exc
+
+
+def load(path: str) -> Columns:
+    """Map the state in ``path``: every file's size is checked, and the checksums of all but
+    ``x`` (checked when it is first used), hashed in parallel. ``CorruptState`` otherwise."""
+    try:
+        with open(os.path.join(path, "manifest.json")) as f:
+            manifest = json.load(f)
+    except FileNotFoundError as exc:
+        raise CorruptState(f"{path}: no manifest") from exc
+    except (OSError, ValueError) as exc:
+        raise CorruptState(f"{path}: unreadable manifest ({exc})") from exc
+    if manifest.get("format") != FORMAT or set(manifest.get("files", {})) != set(ARRAYS):
+        raise CorruptState(f"{path}: unknown format")
+    for name in ARRAYS:                         # sizes first: a truncated file fails fast
+        _map(path, manifest, name, verify=False)
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        mapped = dict(zip(EAGER, pool.map(lambda a: _map(path, manifest, a, True), EAGER)))
+    return Columns(path, manifest, mapped)
+
+
+def write(path: str, ids, labels, confirmed, x, h_aug, probs, built_at: float,
+          n_classes: int) -> Columns:
+    """Write a version's state to ``path`` once (rows in any order; they are partitioned
+    here) and map it. If another process wrote it first, theirs is mapped."""
+    ids = np.asarray(ids, np.int64)
+    labels = np.asarray(labels, np.int64)
+    order = np.lexsort((ids, labels))                   # by label, then id
+    offsets = np.searchsorted(labels[order], np.arange(n_classes + 1), side="left")
+    offsets[-1] = len(ids)
+    by_id = np.argsort(ids[order], kind="stable")       # row of the i-th smallest id
+    positions = np.empty(len(ids), np.int64)
+    positions[:] = by_id
+    x = np.asarray(x, np.float32)
+    arrays = {"ids": ids[order], "labels": labels[order],
+              "confirmed": np.asarray(confirmed, bool)[order],
+              "offsets": offsets.astype(np.int64), "positions": positions,
+              "x": x.reshape(len(ids), -1)[order],
+              "h": np.asarray(h_aug, np.float32)[order], "p": np.asarray(probs, np.float32)[order]}
+    parent = os.path.dirname(path)
+    os.makedirs(parent, exist_ok=True)
+    tmp = os.path.join(parent, f".tmp-{os.path.basename(path)}-{uuid.uuid4().hex[:8]}")
+    os.makedirs(tmp)
+    try:
+        files = {}
+        for name, array in arrays.items():
+            file = os.path.join(tmp, f"{name}.npy")
+            np.save(file, np.ascontiguousarray(array))
+            files[name] = {"bytes": os.path.getsize(file), "sha256": file_sha256(file),
+                           "dtype": str(array.dtype), "shape": list(array.shape)}
+        manifest = {"format": FORMAT, "n": len(ids), "classes": int(n_classes),
+                    "input_shape": list(x.shape[1:]), "built_at": float(built_at),
+                    "written_at": time.time(), "files": files}
+        with open(os.path.join(tmp, "manifest.json"), "w") as f:
+            json.dump(manifest, f)
+        for name in os.listdir(tmp):
+            with open(os.path.join(tmp, name), "rb") as f:
+                os.fsync(f.fileno())
+        try:
+            os.rename(tmp, path)
+        except OSError:
+            if not os.path.isdir(path):
+                raise
+            log.info("%s: written meanwhile by another process; using theirs", path)
+    finally:
+        if os.path.isdir(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+    return load(path)
+
+
+def discard(path: str) -> None:
+    """Move a bad state directory aside (atomically), then delete it."""
+    if not os.path.exists(path):
+        return
+    aside = os.path.join(os.path.dirname(path),
+                         f".bad-{os.path.basename(path)}-{uuid.uuid4().hex[:8]}")
+    try:
+        os.rename(path, aside)
+    except OSError:
+        return
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def load_or_build(path: str, build) -> tuple[Columns, bool]:
+    """``(columns, rebuilt)``: the state in ``path`` if it is whole, otherwise ``build()``'s
+    arrays (a dict of ``write``'s keyword arguments) written there and mapped."""
+    if os.path.isdir(path):
+        try:
+            return load(path), False
+        except CorruptState as exc:
+            log.warning("state %s is not usable (%s): rebuilding it from the database", path, exc)
+            discard(path)
+    return write(path, **build()), True
