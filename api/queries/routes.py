@@ -38,15 +38,17 @@ def next_query(pid):
 @blp.response(200, QuerySchema)
 def get_query(pid, qid):
     """One query, with its answer once answered."""
-    return queries.get_query(get_context(), pid, qid)
+    return queries.get_query(get_context(), pid, qid, current_principal())
 
 
 @blp.route("/<int:qid>/answer", methods=["POST"])
 @requires("annotator")
 @blp.arguments(AnswerInSchema)
 @blp.response(200, QuerySchema)
-@blp.alt_response(409, schema=ErrorSchema, description="the lease was lost, or the query "
-                                                      "was answered differently")
+@blp.alt_response(403, schema=ErrorSchema, description="the annotator is suspended")
+@blp.alt_response(409, schema=ErrorSchema, description="the lease was lost, the query was "
+                                                      "answered differently, or (several "
+                                                      "answers per query) it is complete")
 def answer_query(body, pid, qid):
     """Answer a leased query (labels by class name or index); replaying the same answer
     returns the stored result."""
@@ -85,4 +87,5 @@ def correct_answer(body, pid, qid):
 def list_queries(args, pid):
     """One page of the project's queries, optionally by status."""
     return queries.list_queries(get_context(), pid, status=args.get("status"),
-                                offset=args["offset"], limit=args["limit"])
+                                offset=args["offset"], limit=args["limit"],
+                                viewer=current_principal())

@@ -51,8 +51,8 @@ class ExplanationSchema(ma.Schema):
 
 class QuerySchema(ma.Schema):
     id = fields.Integer()
-    status = fields.String(metadata={"enum": ["computing", "open", "leased", "answered",
-                                              "closed"]})
+    status = fields.String(metadata={"enum": ["computing", "open", "leased", "collecting",
+                                              "answered", "closed"]})
     origin = fields.String(metadata={"description": "stream (screening), bootstrap or audit"})
     closed_reason = fields.String(allow_none=True, metadata={
         "enum": ["resolved_by_model", "answered_elsewhere"],
@@ -99,7 +99,7 @@ class CorrectionInSchema(AnswerInSchema):
 
 class QueryListArgsSchema(ma.Schema):
     status = fields.String(validate=validate.OneOf(["computing", "open", "leased",
-                                                    "answered", "closed"]))
+                                                    "collecting", "answered", "closed"]))
     offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=2**53))
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
 

@@ -8,6 +8,7 @@ change; ``jobs`` is the table of background jobs and ``runner`` runs them.
 """
 from . import (
     access,
+    annotators,
     audits,
     examples,
     freshness,
@@ -18,6 +19,7 @@ from . import (
     reports,
     runner,
     screening,
+    sources,
     training,
     webhooks,
     workers,
@@ -31,7 +33,7 @@ from .settings import Settings
 from .store import Store
 
 __all__ = ["access", "audits", "examples", "freshness", "jobs", "labels", "projects", "queries", "reports",
-           "runner", "workers",
+           "runner", "workers", "annotators", "sources",
            "screening", "training", "webhooks", "ROLES", "Principal", "ServiceContext",
            "build_context", "seed_demo", "Dispatcher", "InlineDispatcher", "NullDispatcher",
            "ThreadDispatcher", "BadInput", "Conflict", "Forbidden", "NotFound", "ServiceError",

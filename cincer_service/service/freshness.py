@@ -34,7 +34,8 @@ CLOSED = "closed"
 RESOLVED_BY_MODEL = "resolved_by_model"
 ANSWERED_ELSEWHERE = "answered_elsewhere"
 CLOSE_REASONS = (RESOLVED_BY_MODEL, ANSWERED_ELSEWHERE)
-PAIRED = ("computing", "open", "leased")     # statuses of a query that shows its examples
+PAIRED = ("computing", "open", "leased",     # statuses of a query that shows its examples
+          "collecting")                  # (several answers: service.crowd)
 
 
 def acceptable_version(s, pid: int, now=None) -> int | None:

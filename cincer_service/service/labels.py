@@ -32,11 +32,13 @@ REMOVED = "removed"                 # example status: out of the training set, k
 # The causes a label event records (``LabelEvent.why``).
 CAUSES = ("ingest", "ingest_update", "answer_example", "answer_counterexample", "correction",
           "overview_relabel", "overview_confirm", "overview_remove",
-          "import")   # written by service.transfer: an imported event (its cause in reason)
+          "import",   # written by service.transfer: an imported event (its cause in reason)
+          "crowd_answer",   # one annotator's vote (service.crowd); the label waits for
+          "consensus")      # the consensus of several answers, its own event
 # Causes that count the example as checked by a person (``confirmed``; a suspicious example
 # becomes ``reviewed``).
 BY_A_PERSON = ("answer_example", "answer_counterexample", "correction", "overview_relabel",
-               "overview_confirm")
+               "overview_confirm", "consensus")
 
 
 @dataclass(frozen=True)
@@ -113,7 +115,7 @@ def change_labels(s, pid: int, changes: list[LabelChange], actor: str,
                     or c.example_id in outcome.relabelled)]
     if touched:
         marked = s.execute(update(Query).where(
-            Query.project_id == pid, Query.status.in_(("computing", "open", "leased")),
+            Query.project_id == pid, Query.status.in_(("computing", "open", "leased", "collecting")),
             or_(Query.example_id.in_(touched), Query.counterexample_id.in_(touched)),
             *([Query.id != query_id] if query_id is not None else []))
             .values(labels_changed_at=now).execution_options(synchronize_session=False))

@@ -13,7 +13,7 @@ from datetime import timedelta
 import numpy as np
 from sqlalchemy import and_, case, func, or_, select, update
 
-from . import freshness, jobs, webhooks
+from . import annotators, crowd, freshness, jobs, webhooks
 from .access import Principal
 from .context import ServiceContext, project_row, query_row
 from .errors import BadInput, Conflict, Forbidden
@@ -32,10 +32,12 @@ def ranked_view(s, ranked: dict, classes) -> dict:
             "label": label, "label_name": label_name(classes, label), "score": ranked["score"]}
 
 
-def query_view(s, q: Query, project: Project) -> dict:
+def query_view(s, q: Query, project: Project, viewer: Principal | None = None) -> dict:
     """The query as the API shows it, both sides with their current labels and class
-    names."""
+    names. An ``annotator`` ``viewer`` sees only their own answer, and a gold check as the
+    audit pair it looks like (``crowd``)."""
     classes = project.classes
+    masked = viewer is not None and viewer.role == "annotator"
 
     def side(example_id, probabilities):
         if example_id is None:
@@ -58,21 +60,52 @@ def query_view(s, q: Query, project: Project) -> dict:
                   "counterexample_not_sure": (q.counterexample_id is not None
                                               and q.answer_counterexample_label is None),
                   "annotator": q.answered_by, "answered_at": q.answered_at}
+    lease_expires_at = q.lease_expires_at if q.status == "leased" else None
+    if masked or q.status == crowd.COLLECTING or q.origin == crowd.GOLD:
+        answer, lease_expires_at = own_view(s, q, project, viewer, answer, lease_expires_at)
+    origin = "audit" if masked and q.origin == crowd.GOLD else q.origin
     example = s.get(Example, q.example_id)
     counterexample = s.get(Example, q.counterexample_id) if q.counterexample_id else None
-    return {"id": q.id, "status": q.status, "origin": q.origin,
+    shown = q
+    if origin != q.origin:
+        shown = Query(origin=origin, margin=q.margin, prediction=q.prediction,
+                      threshold=None, counterexample_id=q.counterexample_id)
+    return {"id": q.id, "status": q.status, "origin": origin,
             "closed_reason": q.closed_reason,
-            "explanation": explain(q, project, example.label,
+            "explanation": explain(shown, project, example.label,
                                    None if counterexample is None else counterexample.label),
             "example": side(q.example_id, q.probabilities),
             "counterexample": side(q.counterexample_id, q.counterexample_probabilities),
             "margin": q.margin, "strategy": q.strategy, "model_version": q.model_version,
             "note": q.note,
-            "lease_expires_at": q.lease_expires_at if q.status == "leased" else None,
+            "lease_expires_at": lease_expires_at,
             "answer": answer, "created_at": q.created_at,
             "priority": q.priority, "priority_terms": q.priority_terms,
             "counterexample_score": q.ranking[0]["score"] if q.ranking else None,
             "alternatives": [ranked_view(s, r, classes) for r in (q.ranking or [])[1:]]}
+
+
+def own_view(s, q: Query, project: Project, viewer: Principal | None, answer,
+             lease_expires_at):
+    """The answer and lease a viewer may see: an annotator their own only; on a query of
+    several answers the others see the consensus (``answer`` as stored)."""
+    if viewer is None or viewer.role != "annotator":
+        return answer, lease_expires_at
+    mine = crowd.own_answer(s, q, viewer.name)
+    if q.status == crowd.COLLECTING or q.origin == crowd.GOLD:
+        lease_expires_at = mine.lease_expires_at if mine is not None \
+            and mine.status == "leased" else None
+    if mine is None or mine.status != "answered":
+        return (answer if answer is not None and answer["annotator"] == viewer.name
+                else None), lease_expires_at
+    classes = project.classes
+    return {"example_label": mine.example_label,
+            "example_label_name": label_name(classes, mine.example_label),
+            "counterexample_label": mine.counterexample_label,
+            "counterexample_label_name": label_name(classes, mine.counterexample_label),
+            "counterexample_not_sure": (q.counterexample_id is not None
+                                        and mine.counterexample_label is None),
+            "annotator": viewer.name, "answered_at": mine.answered_at}, lease_expires_at
 
 
 ORIGINS = {
@@ -129,12 +162,28 @@ def lease_next_query(ctx: ServiceContext, pid: int, principal: Principal) -> dic
     with ctx.store.session() as s:
         project = project_row(s, pid)
         now = utcnow()
+        annotator = annotators.annotator_row(s, pid, principal.name)
+        annotators.ensure_active(annotator)
         held = s.scalar(select(Query).where(
             Query.project_id == pid, Query.status == "leased",
             Query.lease_holder == principal.token_id, Query.lease_expires_at >= now)
             .order_by(Query.id).limit(1))
         if held is not None:
-            return query_view(s, held, project)
+            return query_view(s, held, project, principal)
+        if crowd.overlap(project):
+            project = project_row(s, pid, lock=True)     # leases of a crowd: one at a time
+        gold = crowd.lease_gold(s, project, principal, annotator, now, lease)
+        if gold is not None:
+            s.commit()
+            return query_view(s, gold, project, principal)
+        if crowd.overlap(project):
+            q = crowd.lease_overlap(s, project, principal, annotator, now, lease)
+            if q is not None:
+                s.commit()
+                return query_view(s, q, project, principal)
+            if freshness.stale_ids(s, pid, now):
+                jobs.follow(s, jobs.REFRESH(pid))
+            return None
         # Fresh pairs only: stale ones are rebuilt first (job ``refresh``).
         minimum = freshness.acceptable_version(s, pid, now)
         available = and_(freshness.available_condition(now),
@@ -143,7 +192,8 @@ def lease_next_query(ctx: ServiceContext, pid: int, principal: Principal) -> dic
         skipped_by_me = case((Query.released_by == principal.token_id, 1), else_=0)
         order = ((Query.id,) if project.queue_order == "fifo"
                  else (func.coalesce(Query.priority, 0.0).desc(), Query.id))
-        candidates_query = (select(Query.id).where(Query.project_id == pid, available)
+        candidates_query = (select(Query.id).where(Query.project_id == pid, available,
+                                                   Query.origin != crowd.GOLD)
                             .order_by(skipped_by_me, *order))
         if s.get_bind().dialect.name == "postgresql":
             # Lock the best row nobody is claiming right now: concurrent annotators each get
@@ -158,16 +208,18 @@ def lease_next_query(ctx: ServiceContext, pid: int, principal: Principal) -> dic
                 lease_expires_at=now + lease).execution_options(synchronize_session=False))
             if claimed.rowcount == 1:
                 s.commit()
-                return query_view(s, s.get(Query, qid, populate_existing=True), project)
+                return query_view(s, s.get(Query, qid, populate_existing=True), project,
+                                  principal)
         if freshness.stale_ids(s, pid, now):
             jobs.follow(s, jobs.REFRESH(pid))      # nothing fresh yet: rebuild the stale
         return None
 
 
-def get_query(ctx: ServiceContext, pid: int, qid: int) -> dict:
-    """One query, with its answer once answered."""
+def get_query(ctx: ServiceContext, pid: int, qid: int,
+              viewer: Principal | None = None) -> dict:
+    """One query, with its answer once answered (an annotator: their own answer)."""
     with ctx.store.session() as s:
-        return query_view(s, query_row(s, pid, qid), project_row(s, pid))
+        return query_view(s, query_row(s, pid, qid), project_row(s, pid), viewer)
 
 
 @retry_transaction
@@ -186,6 +238,17 @@ def answer_query(ctx: ServiceContext, pid: int, qid: int, example_label,
         example_label, counterexample_label = check_answer(
             project, q, example_label, counterexample_label, counterexample_not_sure)
         now = utcnow()
+        annotator = annotators.annotator_row(s, pid, principal.name)
+        annotators.ensure_active(annotator)
+        if q.origin == crowd.GOLD or q.status == crowd.COLLECTING or (
+                crowd.overlap(project) and q.status == "answered"
+                and q.answered_by == crowd.CONSENSUS_ACTOR):
+            answer = crowd.answer_gold if q.origin == crowd.GOLD else crowd.answer_overlap
+            answer(s, project, q, annotator, principal, example_label, counterexample_label,
+                   now)
+            s.commit()
+            return query_view(s, s.get(Query, qid, populate_existing=True), project,
+                              principal)
         held = q.status == "leased" and q.lease_holder == principal.token_id \
             and q.lease_expires_at >= now
         if held and q.labels_changed_at is not None:
@@ -210,14 +273,17 @@ def answer_query(ctx: ServiceContext, pid: int, qid: int, example_label,
                                                "answer_counterexample"))
                 change_labels(s, pid, changes, principal.name, query_id=qid, now=now)
                 count_towards_retrain(s, pid, 1)
+                crowd.record_single(s, project, q, annotator, principal, example_label,
+                                    counterexample_label, now)
                 s.commit()              # the project lock is held until here, not longer
-                return query_view(s, s.get(Query, qid, populate_existing=True), project)
+                return query_view(s, s.get(Query, qid, populate_existing=True), project,
+                                  principal)
             q = s.get(Query, qid, populate_existing=True)   # someone else changed it
         if not (held and q.labels_changed_at is not None):
             if q.status == "answered":
                 if (q.answer_example_label == example_label
                         and q.answer_counterexample_label == counterexample_label):
-                    return query_view(s, q, project)
+                    return query_view(s, q, project, principal)
                 raise Conflict("this query was already answered differently",
                                {"query_id": qid, "status": q.status})
             raise Conflict("you do not hold a lease on this query (it expired, was taken "
@@ -264,7 +330,13 @@ def release_query(ctx: ServiceContext, pid: int, qid: int, principal: Principal)
     answered is a ``Conflict``."""
     with ctx.store.session() as s:
         project = project_row(s, pid)
-        query_row(s, pid, qid)
+        q = query_row(s, pid, qid)
+        if q.status == crowd.COLLECTING:
+            annotator = annotators.annotator_row(s, pid, principal.name)
+            if not crowd.release_overlap(s, q, annotator, utcnow()):
+                raise Conflict("you hold no lease on this query", {"query_id": qid,
+                                                                    "status": q.status})
+            return query_view(s, q, project, principal)
         s.execute(update(Query).where(
             Query.id == qid, Query.status == "leased", Query.lease_holder == principal.token_id)
             .values(status="open", lease_holder=None, lease_expires_at=None,
@@ -276,7 +348,7 @@ def release_query(ctx: ServiceContext, pid: int, qid: int, principal: Principal)
         if q.status not in ("open", "leased"):
             raise Conflict(f"this query is {q.status}; only a leased query can be released",
                            {"query_id": qid, "status": q.status})
-        return query_view(s, q, project)
+        return query_view(s, q, project, principal)
 
 
 @retry_transaction
@@ -309,7 +381,7 @@ def correct_answer(ctx: ServiceContext, pid: int, qid: int, example_label,
 
 
 def list_queries(ctx: ServiceContext, pid: int, status: str | None = None, offset: int = 0,
-                 limit: int = 50) -> dict:
+                 limit: int = 50, viewer: Principal | None = None) -> dict:
     """One page ``{items, total}`` of the project's queries, optionally by status (an
     expired lease counts as ``open``)."""
     now = utcnow()
@@ -326,7 +398,7 @@ def list_queries(ctx: ServiceContext, pid: int, status: str | None = None, offse
         total = s.scalar(select(func.count(Query.id)).where(*where))
         rows = s.scalars(select(Query).where(*where).order_by(Query.id).offset(offset)
                          .limit(limit))
-        return {"items": [query_view(s, q, project) for q in rows], "total": total}
+        return {"items": [query_view(s, q, project, viewer) for q in rows], "total": total}
 
 
 def check_answer(project: Project, q: Query, example_label, counterexample_label,

@@ -13,7 +13,7 @@ from .context import ServiceContext, latest_version_number, project_row
 from .examples import STATUSES
 from .store import Example, LabelEvent, ModelVersion, Query, utcnow
 
-QUERY_STATUSES = ("computing", "open", "leased", "answered", "closed")
+QUERY_STATUSES = ("computing", "open", "leased", "collecting", "answered", "closed")
 
 
 def stats(ctx: ServiceContext, pid: int) -> dict:
