@@ -8,7 +8,10 @@ from sklearn import datasets as skdatasets
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import MinMaxScaler
 
-DATASETS = ("breast", "digits", "wine", "iris", "synthetic")
+DATASETS = ("breast", "digits", "wine", "iris", "synthetic", "intents")
+# Text data sets: hashed n-gram features (``featurize.text_features``), as a text project
+# without embeddings sees them.
+TEXT_DATASETS = ("intents",)
 NOISE_TYPES = ("random", "structured")
 
 
@@ -44,7 +47,9 @@ def load_dataset(name: str, seed: int = 0, n_samples: int | None = None,
 
     ``breast``, ``wine`` and ``iris`` are MinMax-scaled on the training split;
     ``digits`` keeps its 8x8 images (scaled to [0, 1]) with shape ``(8, 8, 1)``;
-    ``synthetic`` draws ``n_samples`` points from ``make_classification``.
+    ``synthetic`` draws ``n_samples`` points from ``make_classification``;
+    ``intents`` is ``n_samples`` (600) generated assistant utterances of three intents as
+    1024 hashed n-gram features (``synthetic_intents``).
     """
     if name == "breast":
         d = skdatasets.load_breast_cancer()
@@ -69,6 +74,12 @@ def load_dataset(name: str, seed: int = 0, n_samples: int | None = None,
             n_redundant=0, n_classes=n_classes, n_clusters_per_class=1,
             class_sep=1.5, random_state=seed)
         return _tabular(name, X, y, seed, [str(i) for i in range(n_classes)])
+    if name == "intents":
+        from .featurize import text_features
+        texts, y, names = synthetic_intents(n_samples or 600, seed=seed)
+        X_tr, X_te, y_tr, y_te = train_test_split(
+            text_features(texts, 1024), y, test_size=0.2, random_state=seed, stratify=y)
+        return Dataset(name, X_tr, y_tr, X_te, y_te, len(names), names)
     raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
 
 

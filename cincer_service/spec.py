@@ -188,6 +188,7 @@ class ProjectSpec:
     query_budget: float | None = DEFAULT_QUERY_BUDGET
     queue_order: str = DEFAULT_QUEUE_ORDER
     holdout_share: float = DEFAULT_HOLDOUT_SHARE
+    crowd: CrowdPolicy = field(default_factory=CrowdPolicy)
 
     def __post_init__(self):
         """Fill the settings left to the retrain mode (schedule, standardization, damping)
@@ -201,7 +202,6 @@ class ProjectSpec:
             object.__setattr__(self, "model", model)
         if self.damping is None:
             object.__setattr__(self, "damping", defaults.damping)
-    crowd: CrowdPolicy = field(default_factory=CrowdPolicy)
 
     @classmethod
     def build(cls, name: str, classes, input_shape=None, model: dict | None = None,

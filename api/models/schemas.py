@@ -10,6 +10,12 @@ class ModelVersionSchema(ma.Schema):
     train_size = fields.Integer()
     mode = fields.String(metadata={"description": "scratch or warm"})
     generation = fields.Integer()
+    training = fields.Dict(allow_none=True, metadata={
+        "description": "how this version was trained: schedule (validation, accuracy or "
+                       "fixed; the project's, by default its retrain mode's), standardize, "
+                       "max_epochs, warm_epochs, early_stop_accuracy, patience, monitor, "
+                       "refit, and the project's counter-example damping; null for versions "
+                       "trained before it was recorded"})
     metrics = fields.Dict(metadata={"description": "train_accuracy, epochs, schedule, "
                                                    "best_epoch, validation_loss, refit_epochs "
                                                    "(epochs retrained on all data), seconds, and "

@@ -9,13 +9,15 @@ Two protocols:
   disagreement gets a ranked list of counter-examples; reports Pr@5 / Pr@10.
 
 ``simulate(config)`` runs every (seed, strategy) pair and returns the JSON document of
-``cincer-service simulate --json``.
+``cincer-service simulate --json``. ``compare_defaults`` runs the same seeds under sets of
+training defaults side by side (``simulate --compare-defaults old,new``) and
+``comparison_table`` prints its table.
 """
 from __future__ import annotations
 
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 from sklearn.metrics import f1_score
@@ -25,9 +27,10 @@ from ..cleaning import NoisyOracle, PerfectOracle, cincer_step
 from ..counterexamples import NoCandidates, get_strategy
 from ..datasets import inject_noise, load_dataset
 from ..models import Classifier
+from ..spec import RETRAIN_MODES
 from ..state import ModelState
-from .config import SimulationConfig, strategy_plan
-from .stats import summarize_simulation
+from .config import SimulationConfig, defaults_set, strategy_plan
+from .stats import mean_se, summarize_simulation
 
 
 @dataclass
@@ -201,8 +204,10 @@ def run_ce_precision(exp: Experiment, name: str, progress=None) -> RunResult:
 
 
 def simulate(config: SimulationConfig, show_progress: bool = True) -> dict:
-    """Run every (seed, strategy) pair; return the JSON document of ``simulate --json``."""
+    """Run every (seed, strategy) pair; return the JSON document of ``simulate --json``
+    (its ``config`` with the schedule, standardization and damping actually used)."""
     config.validate()
+    config = config.resolved()
     runner = run_cleaning if config.protocol == "cleaning" else run_ce_precision
     total = len(config.seeds) * len(config.strategies) * config.iterations
     runs = []
@@ -215,3 +220,80 @@ def simulate(config: SimulationConfig, show_progress: bool = True) -> dict:
                 runs.append(runner(exp, name, progress))
     return {"config": asdict(config), "runs": [asdict(r) for r in runs],
             "summary": summarize_simulation(runs)}
+
+
+def _compare_row(base: dict, row: dict) -> dict:
+    """``row``'s change against the baseline ``base`` on the seeds both ran."""
+    seeds = [k for k in row["per_seed"] if k in base["per_seed"]]
+    changes = {}
+    for key in ("n_cleaned", "f1"):
+        mean, paired_se = mean_se([row["per_seed"][k][key] - base["per_seed"][k][key]
+                                   for k in seeds])
+        changes[f"d_{key}"], changes[f"d_{key}_paired_se"] = mean, paired_se
+        # The target: never below the baseline by more than one (baseline) standard error.
+        changes[f"within_1se_{key}"] = bool(row[f"{key}_mean"]
+                                            >= base[f"{key}_mean"] - base[f"{key}_se"])
+    return {"baseline": base["set"], **changes}
+
+
+def compare_defaults(config: SimulationConfig, sets: list[str], modes: list[str],
+                     show_progress: bool = True) -> dict:
+    """Run ``config`` under every retrain mode with every set of training defaults
+    (``config.DEFAULTS_SETS`` names, or ``schedule/std|raw/λ``); the first set is the
+    baseline. Returns the JSON document of ``simulate --compare-defaults --json``: a row per
+    (mode, set, strategy) with mean ± se over the seeds of the cleaned count and the test
+    F1, and the change against the baseline on the same seeds (``within_1se_*``: the mean
+    is at least the baseline's mean minus its standard error)."""
+    if len(sets) < 2 or len(set(sets)) != len(sets):
+        raise ValueError("--compare-defaults needs at least two different sets, the baseline first")
+    if not modes or any(m not in RETRAIN_MODES for m in modes) or len(set(modes)) != len(modes):
+        raise ValueError("--retrain must be scratch, warm or both (comma-separated)")
+    plans = {(mode, name): defaults_set(name, mode) for mode in modes for name in sets}
+    config.validate()
+    rows, documents = [], []
+    for mode in modes:
+        for name in sets:
+            training = plans[(mode, name)]
+            document = simulate(replace(config, retrain=mode, schedule=training.schedule,
+                                        standardize=training.standardize,
+                                        damping=training.damping), show_progress=show_progress)
+            documents.append({"mode": mode, "set": name, **document})
+            for strategy in config.strategies:
+                per_seed = {r["seed"]: {"n_cleaned": r["n_cleaned"], "f1": r["f1"]}
+                            for r in document["runs"] if r["strategy"] == strategy}
+                summary = document["summary"][strategy]
+                row = {"dataset": config.dataset, "mode": mode, "set": name,
+                       "training": asdict(training), "label": training.label(),
+                       "strategy": strategy, "seeds": sorted(per_seed),
+                       **{k: summary[k] for k in ("n_cleaned_mean", "n_cleaned_se", "f1_mean",
+                                                  "f1_se", "dev_f1_mean", "dev_f1_se")},
+                       "per_seed": per_seed}
+                if name != sets[0]:
+                    base = next(r for r in rows if r["mode"] == mode and r["set"] == sets[0]
+                                and r["strategy"] == strategy)
+                    row.update(_compare_row(base, row))
+                rows.append(row)
+    return {"config": asdict(config), "sets": sets, "modes": modes, "rows": rows,
+            "runs": documents}
+
+
+def _fmt(mean, se, digits) -> str:
+    return f"{mean:.{digits}f} ± {se:.{digits}f}"
+
+
+def comparison_table(document: dict) -> str:
+    """The rows of ``compare_defaults`` as a Markdown table."""
+    lines = ["| data | mode | set | schedule/std/λ | strategy | cleaned | F1 | Δ cleaned | Δ F1 "
+             "| within 1 se (cleaned, F1) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for row in document["rows"]:
+        if "baseline" in row:
+            delta = (f"{row['d_n_cleaned']:+.1f} | {row['d_f1']:+.3f} | "
+                     f"{'yes' if row['within_1se_n_cleaned'] else 'NO'}, "
+                     f"{'yes' if row['within_1se_f1'] else 'NO'}")
+        else:
+            delta = "— | — | (baseline)"
+        lines.append(f"| {row['dataset']} | {row['mode']} | {row['set']} | {row['label']} | "
+                     f"{row['strategy']} | {_fmt(row['n_cleaned_mean'], row['n_cleaned_se'], 1)} | "
+                     f"{_fmt(row['f1_mean'], row['f1_se'], 3)} | {delta} |")
+    return "\n".join(lines)

@@ -19,9 +19,9 @@ from sqlalchemy import case, func, or_, select, update
 from ..spec import (
     BOOTSTRAP_AUDIT_DETECTORS,
     DEFAULT_MAX_EPOCHS,
-    DEFAULT_SCHEDULE,
     DEFAULT_WARM_EPOCHS,
     bootstrap_audit_size,
+    training_defaults,
 )
 from . import evaluation, jobs, webhooks
 from .context import TRAINING, ServiceContext, latest_version, project_row
@@ -36,8 +36,17 @@ log = logging.getLogger(__name__)
 def model_view(v: ModelVersion) -> dict:
     """A model version as the API shows it."""
     return {"version": v.version, "train_size": v.train_size, "mode": v.mode,
-            "generation": v.generation, "metrics": dict(v.metrics),
-            "created_at": v.created_at}
+            "generation": v.generation, "training": v.metrics.get("training"),
+            "metrics": dict(v.metrics), "created_at": v.created_at}
+
+
+def training_view(clf, project: Project) -> dict:
+    """How a version was trained: its schedule (``schedule``; the rule a fit applied is
+    ``metrics.schedule``), standardization, epochs, and the project's damping then."""
+    return {"schedule": clf.schedule, "standardize": clf.standardize,
+            "max_epochs": clf.max_epochs, "warm_epochs": clf.warm_epochs,
+            "early_stop_accuracy": clf.early_stop_accuracy, "patience": clf.patience,
+            "monitor": clf.monitor, "refit": clf.refit, "damping": project.damping}
 
 
 def list_models(ctx: ServiceContext, pid: int) -> list[dict]:
@@ -109,9 +118,14 @@ def retrain(ctx: ServiceContext, pid: int, progress=None) -> int | None:
                 .order_by(Example.id)).all()
             previous = latest_version(s, pid)
             spec, shape = dict(project.model), tuple(project.input_shape)
+            # A project stores its schedule and standardization (spec.TRAINING_DEFAULTS);
+            # one made before they were stored trains with its retrain mode's schedule.
+            standardize = {} if spec.get("standardize") is None else {
+                "standardize": spec["standardize"]}
             clf = new_classifier(project, max_epochs=spec.get("max_epochs", DEFAULT_MAX_EPOCHS),
                                  warm_epochs=spec.get("warm_epochs", DEFAULT_WARM_EPOCHS),
-                                 schedule=spec.get("schedule", DEFAULT_SCHEDULE))
+                                 schedule=spec.get("schedule") or training_defaults(
+                                     project.retrain["mode"]).schedule, **standardize)
             fit_mode = "scratch"
             if project.retrain["mode"] == "warm" and previous is not None:
                 clf.set_weights(weights_from_bytes(previous.weights))
@@ -147,6 +161,7 @@ def retrain(ctx: ServiceContext, pid: int, progress=None) -> int | None:
                 train_size=len(ids), metrics={"train_accuracy": train_accuracy,
                                               "epochs": report.epochs,
                                               "schedule": report.schedule,
+                                              "training": training_view(clf, project),
                                               "best_epoch": report.best_epoch,
                                               "refit_epochs": report.refit_epochs,
                                               "validation_loss": report.validation_loss,

@@ -14,7 +14,8 @@ def test_spec_defaults_are_stored(ctx):
     assert created["bootstrap_size"] == spec.DEFAULT_BOOTSTRAP_SIZE
     assert created["model"] == {"kind": "fc", "seed": 0, "max_epochs": spec.DEFAULT_MAX_EPOCHS,
                                 "warm_epochs": spec.DEFAULT_WARM_EPOCHS,
-                                "schedule": spec.DEFAULT_SCHEDULE}
+                                "schedule": spec.training_defaults("scratch").schedule,
+                                "standardize": spec.training_defaults("scratch").standardize}
     assert created["retrain"] == {"mode": "scratch",
                                   "every_n_answers": spec.DEFAULT_RETRAIN_EVERY}
     assert created["classes"] == ["a", "b"] and created["input_shape"] == [3]
