@@ -64,9 +64,23 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from . import apidocs, audits, examples, models, ops, overview, projects, queries, ui, webhooks
+    from . import (
+        annotators,
+        apidocs,
+        audits,
+        examples,
+        models,
+        ops,
+        overview,
+        projects,
+        queries,
+        sources,
+        ui,
+        webhooks,
+    )
     api = app.extensions["cincer_api"]
-    for family in (projects, examples, queries, models, audits, overview, webhooks):
+    for family in (projects, examples, queries, models, audits, overview, webhooks,
+                   annotators, sources):
         api.register_blueprint(family.blp, url_prefix=API_PREFIX + family.blp.url_prefix)
     api.register_blueprint(ops.blp)          # /healthz and /metrics at the root
     app.register_blueprint(apidocs.bp)       # Swagger UI's files, served offline

@@ -1,0 +1,4 @@
+"""``/projects/<pid>/sources``."""
+from .routes import blp
+
+__all__ = ["blp"]
