@@ -19,6 +19,9 @@
     python -m clients PROJECT-ID models list | retrain
     python -m clients PROJECT-ID audits create --detectors a,b | list | show A | enqueue A
     python -m clients PROJECT-ID overview show | compute | cell L P | action ... | progress
+    python -m clients PROJECT-ID annotators list | suspend A | restore A
+    python -m clients PROJECT-ID gold list | mark ID[,ID...] [--unmark]
+    python -m clients PROJECT-ID sources list | apply --source S --from A --to B
     python -m clients PROJECT-ID webhooks create RECEIVER-URL | list | delete W | deliveries W
     python -m clients health | metrics | openapi | workers
 

@@ -371,6 +371,41 @@ class CincerClient:
         body = {} if top_k is None else {"top_k": int(top_k)}
         return self._json("POST", f"/projects/{int(pid)}/audits/{int(aid)}/enqueue", json=body)
 
+    # -- crowds ---------------------------------------------------------------------------------
+    def list_annotators(self, pid: int) -> dict:
+        """``GET /projects/{pid}/annotators``: each annotator's answers, agreement, gold
+        accuracy, confusion, median seconds and flag; the crowd's Krippendorff's alpha."""
+        return self._json("GET", f"/projects/{int(pid)}/annotators")
+
+    def suspend_annotator(self, pid: int, aid: int) -> dict:
+        """``POST /projects/{pid}/annotators/{aid}/suspend`` (admin)."""
+        return self._json("POST", f"/projects/{int(pid)}/annotators/{int(aid)}/suspend")
+
+    def restore_annotator(self, pid: int, aid: int) -> dict:
+        """``POST /projects/{pid}/annotators/{aid}/restore`` (admin)."""
+        return self._json("POST", f"/projects/{int(pid)}/annotators/{int(aid)}/restore")
+
+    def list_gold(self, pid: int) -> dict:
+        """``GET /projects/{pid}/gold``: the gold examples and their trusted labels."""
+        return self._json("GET", f"/projects/{int(pid)}/gold")
+
+    def mark_gold(self, pid: int, example_ids: list[int], gold: bool = True) -> dict:
+        """``POST /projects/{pid}/gold`` (admin): mark (or unmark) examples as gold."""
+        return self._json("POST", f"/projects/{int(pid)}/gold",
+                          json={"example_ids": [int(i) for i in example_ids],
+                                "gold": bool(gold)})
+
+    def list_sources(self, pid: int) -> dict:
+        """``GET /projects/{pid}/sources``: noise rate per source and relabel proposals."""
+        return self._json("GET", f"/projects/{int(pid)}/sources")
+
+    def apply_source_proposal(self, pid: int, source: str | None, from_label: int | str,
+                              to_label: int | str) -> dict:
+        """``POST /projects/{pid}/sources/relabel`` (admin): apply one proposal."""
+        return self._json("POST", f"/projects/{int(pid)}/sources/relabel",
+                          json={"source": source, "from_label": _label(from_label),
+                                "to_label": _label(to_label)})
+
     # -- overview ------------------------------------------------------------------------------
     def get_overview(self, pid: int) -> dict:
         """``GET /projects/{pid}/overview``: the stored overview and its ``status``."""

@@ -9,6 +9,7 @@ from . import (
     annotate,
     audits,
     bench,
+    crowd,
     curve,
     examples,
     export,
@@ -25,7 +26,7 @@ from . import (
 
 # In the order ``--help`` lists them.
 GROUPS = (ingest, annotate, export, status, curve, bench, projects, tokens, examples, queries,
-          models, audits, overview, webhooks, service)
+          models, audits, overview, crowd, webhooks, service)
 
 
 def register_all(sub, common) -> None:

@@ -14,6 +14,8 @@ from ..errors import BadInput
 from .common import add_action, add_group, comma_list, emit, int_list, read_json_object
 
 NUMBER_SETTINGS = ("threshold", "strategy", "damping", "bootstrap_size", "queue_order")
+CROWD_SETTINGS = ("answers_per_query", "max_answers_per_query", "consensus_confidence",
+                  "gold_share", "min_annotator_accuracy")
 
 
 def register(sub, common) -> None:
@@ -69,6 +71,16 @@ def add_setting_flags(parser) -> None:
                         help="about B questions per 100 examples (the threshold follows "
                              "recent margins), or 'none' for the fixed threshold")
     parser.add_argument("--queue-order", help="priority or fifo")
+    parser.add_argument("--answers-per-query", type=int, metavar="N",
+                        help="answers a query takes at least (1: the first answer decides)")
+    parser.add_argument("--max-answers-per-query", type=int, metavar="N",
+                        help="answers a query may take while its consensus is unsure")
+    parser.add_argument("--consensus-confidence", type=float, metavar="P",
+                        help="posterior each side needs before the consensus decides")
+    parser.add_argument("--gold-share", type=float, metavar="S",
+                        help="share of leases that are gold checks (when gold exists)")
+    parser.add_argument("--min-annotator-accuracy", type=float, metavar="A",
+                        help="estimated accuracy under which an annotator is flagged")
 
 
 def setting_values(args) -> dict:
@@ -82,6 +94,10 @@ def setting_values(args) -> dict:
                if value is not None}
     if retrain:
         values["retrain"] = retrain
+    crowd = {key: getattr(args, key) for key in CROWD_SETTINGS
+             if getattr(args, key, None) is not None}
+    if crowd:
+        values["crowd"] = crowd
     return values
 
 
@@ -154,7 +170,7 @@ def cmd_update(client: CincerClient, args) -> int:
     if not changes:
         raise BadInput("nothing to change: pass --threshold, --strategy, --damping, "
                        "--bootstrap-size, --retrain-mode, --retrain-every, --query-budget, "
-                       "--queue-order or --file")
+                       "--queue-order, a crowd setting (--answers-per-query ...) or --file")
     return emit(client.update_project(args.project, changes))
 
 
