@@ -14,7 +14,7 @@ import time
 from collections import Counter
 
 import numpy as np
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
 from . import budget, freshness, jobs, priority, webhooks
 from .context import ServiceContext, latest_version, project_row
@@ -26,73 +26,103 @@ RANKING_SHOWN = 4      # the counter-example and three alternatives, for the ann
 
 
 def screen_pending(ctx: ServiceContext, pid: int) -> int:
-    """Screen the project's pending examples (job ``screen``); returns how many."""
-    from ..cleaning import screen_batch  # TensorFlow: only where jobs run
+    """Screen the project's pending examples (job ``screen``), a batch at a time; returns
+    how many."""
     n_done = 0
     while True:
-        with ctx.store.session() as s:
-            project = project_row(s, pid)
-            version = latest_version(s, pid)
-            if version is None:
-                return n_done           # the first retrain submits screening again
-            batch = s.scalars(select(Example).where(
-                Example.project_id == pid, Example.status == "pending")
-                .order_by(Example.id).limit(ctx.settings.screen_batch)).all()
-            if not batch:
-                return n_done
-            clf = ctx.models.classifier(project, version)
-            probs = clf.predict_proba(np.stack([e.features(project.input_shape)
-                                                for e in batch]))
-            labels = [e.label for e in batch]
-            # The lock order: the project before the examples this batch claims.
-            project = project_row(s, pid, lock=True)
-            threshold, _, window = budget.screen_threshold(
-                project.threshold, project.query_budget, project.recent_margins,
-                budget.margins(probs, labels))
-            verdicts = screen_batch(probs, labels, threshold)
-            history = priority.load_history(s, pid)
-            accepted, now = 0, utcnow()
-            for e, p, v in zip(batch, probs, verdicts):
-                status = "suspicious" if v.suspicious else "accepted"
-                # What the verdict of a waiting ingest shows (``verdicts``), kept for all.
-                seen = {"screen_margin": float(v.margin), "screen_prediction": int(v.prediction),
-                        "screen_probabilities": [float(a) for a in p]}
-                claimed = s.execute(update(Example).where(
-                    Example.id == e.id, Example.status == "pending")
-                    .values(status=status, updated_at=now, **seen)
-                    .execution_options(synchronize_session=False))
-                if claimed.rowcount != 1:
-                    continue
-                n_done += 1
-                screened = {"example_id": e.id, "external_id": e.external_id,
-                            "label": e.label, "verdict": status, "margin": seen["screen_margin"],
-                            "prediction": seen["screen_prediction"],
-                            "probabilities": seen["screen_probabilities"],
-                            "threshold": float(threshold), "model_version": version.version}
-                if not v.suspicious:
-                    accepted += 1
-                    webhooks.emit(s, pid, "example.screened", {**screened, "query_id": None})
-                    continue
-                q = Query(project_id=pid, example_id=e.id, model_version=version.version,
-                          strategy=project.strategy, margin=float(v.margin),
-                          threshold=float(threshold),
-                          prediction=int(v.prediction), probabilities=[float(a) for a in p],
-                          status="computing", origin="stream", created_at=now)
-                q.priority, q.priority_terms = priority.score(v.margin, e.label, v.prediction,
-                                                              history)
-                s.add(q)
-                s.flush()
+        done = screen_one_batch(ctx, pid)
+        if done is None:
+            return n_done
+        n_done += done
+
+
+def screen_one_batch(ctx: ServiceContext, pid: int) -> int | None:
+    """Screen up to ``screen_batch`` pending examples in one transaction: one forward pass
+    (numpy for Dense models), one ``executemany`` UPDATE for the verdicts, one INSERT for the
+    batch's queries. ``None`` when nothing is pending (or there is no model yet), else how
+    many this call screened."""
+    from ..cleaning import screen_batch  # TensorFlow: only where jobs run
+    table = Example.__table__
+    with ctx.store.session() as s:
+        project = project_row(s, pid)
+        version = latest_version(s, pid)
+        if version is None:
+            return None                 # the first retrain submits screening again
+        rows = s.execute(select(table.c.id, table.c.x, table.c.label, table.c.external_id)
+                         .where(table.c.project_id == pid, table.c.status == "pending")
+                         .order_by(table.c.id).limit(ctx.settings.screen_batch)).all()
+        if not rows:
+            return None
+        X = np.frombuffer(b"".join(r.x for r in rows), dtype=np.float32).reshape(
+            (len(rows), *project.input_shape))
+        probs = ctx.models.classifier(project, version).fast_forward(X)[1]
+        # The lock order: the project before the examples this batch claims. Whoever else
+        # changes a pending example's status holds the project's lock too, so the rows
+        # still pending now stay so until this transaction ends.
+        project = project_row(s, pid, lock=True)
+        pending = set(s.scalars(select(table.c.id).where(
+            table.c.id.in_([r.id for r in rows]), table.c.status == "pending")))
+        keep = [k for k, r in enumerate(rows) if r.id in pending]
+        if not keep:
+            return 0
+        rows, probs = [rows[k] for k in keep], probs[keep]
+        labels = [r.label for r in rows]
+        threshold, _, window = budget.screen_threshold(
+            project.threshold, project.query_budget, project.recent_margins,
+            budget.margins(probs, labels))
+        verdicts = screen_batch(probs, labels, threshold)
+        now = utcnow()
+        # What the verdict of a waiting ingest shows (``verdicts``), kept for all.
+        seen = [{"screen_margin": float(v.margin), "screen_prediction": int(v.prediction),
+                 "screen_probabilities": [float(a) for a in p]}
+                for p, v in zip(probs, verdicts)]
+        s.execute(update(table).where(table.c.id == bindparam("b_id"),
+                                      table.c.status == "pending")
+                  .values(status=bindparam("b_status"), updated_at=now,
+                          screen_margin=bindparam("b_margin"),
+                          screen_prediction=bindparam("b_prediction"),
+                          screen_probabilities=bindparam("b_probabilities")),
+                  [{"b_id": r.id, "b_status": "suspicious" if v.suspicious else "accepted",
+                    "b_margin": o["screen_margin"], "b_prediction": o["screen_prediction"],
+                    "b_probabilities": o["screen_probabilities"]}
+                   for r, v, o in zip(rows, verdicts, seen)])
+        history = priority.load_history(s, pid) if any(v.suspicious for v in verdicts) else None
+        opened = []
+        for r, v, o in zip(rows, verdicts, seen):
+            if not v.suspicious:
+                continue
+            q = Query(project_id=pid, example_id=r.id, model_version=version.version,
+                      strategy=project.strategy, margin=o["screen_margin"],
+                      threshold=float(threshold), prediction=o["screen_prediction"],
+                      probabilities=o["screen_probabilities"], status="computing",
+                      origin="stream", created_at=now)
+            q.priority, q.priority_terms = priority.score(v.margin, r.label, v.prediction,
+                                                          history)
+            opened.append(q)
+        s.add_all(opened)
+        s.flush()                       # one batched INSERT … RETURNING for their ids
+        queries = {q.example_id: q for q in opened}
+        for r, o in zip(rows, seen):
+            q = queries.get(r.id)
+            screened = {"example_id": r.id, "external_id": r.external_id, "label": r.label,
+                        "verdict": "accepted" if q is None else "suspicious",
+                        "margin": o["screen_margin"], "prediction": o["screen_prediction"],
+                        "probabilities": o["screen_probabilities"],
+                        "threshold": float(threshold), "model_version": version.version}
+            if q is not None:
                 jobs.follow(s, jobs.COUNTEREXAMPLE(q.id))
                 webhooks.emit(s, pid, "example.suspicious", {
-                    "example_id": e.id, "external_id": e.external_id, "label": e.label,
+                    "example_id": r.id, "external_id": r.external_id, "label": r.label,
                     "prediction": q.prediction, "margin": q.margin, "query_id": q.id,
                     "model_version": q.model_version})
-                webhooks.emit(s, pid, "example.screened", {**screened, "query_id": q.id})
-            if accepted:
-                s.execute(update(Project).where(Project.id == pid)
-                          .values(generation=Project.generation + 1))
-            s.execute(update(Project).where(Project.id == pid).values(recent_margins=window)
-                      .execution_options(synchronize_session=False))
+            webhooks.emit(s, pid, "example.screened",
+                          {**screened, "query_id": None if q is None else q.id})
+        changes = {"recent_margins": window}
+        if len(opened) < len(rows):     # some joined the training set
+            changes["generation"] = Project.generation + 1
+        s.execute(update(Project).where(Project.id == pid).values(**changes)
+                  .execution_options(synchronize_session=False))
+        return len(rows)
 
 
 def compute_counterexample(ctx: ServiceContext, qid: int) -> int | None:
@@ -123,7 +153,7 @@ def build_pair(ctx: ServiceContext, qid: int, statuses: tuple, now=None) -> int 
         reason = freshness.answered_elsewhere(example)
         if reason is None:
             clf = ctx.models.classifier(project, version)
-            probs = np.asarray(clf.predict_proba(example.features(project.input_shape)[None])[0])
+            probs = np.asarray(clf.fast_forward(example.features(project.input_shape)[None])[1][0])
             prediction, mu = margin(probs, example.label)
             reason = freshness.resolved_by_model(q, project, prediction, example.label, mu)
         if reason is not None:

@@ -92,11 +92,12 @@ def test_a_pair_the_model_no_longer_doubts_closes_as_resolved_by_model(project,
         def __init__(self, labels):
             self.labels = labels
 
-        def predict_proba(self, X):
+        def fast_forward(self, X):
+            """``(features, probabilities)`` as ``models.Classifier.fast_forward``."""
             out = np.zeros((len(X), 2))
             for row, x in enumerate(X):
                 out[row, self.labels[np.asarray(x, np.float32).tobytes()]] = 1.0
-            return out
+            return np.asarray(X), out
 
     with ctx.store.session() as s:
         labels = {e.x: e.label for e in s.scalars(select(Example).where(
