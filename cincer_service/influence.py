@@ -12,7 +12,9 @@ them below a size threshold and the TensorFlow versions above it.
 """
 from __future__ import annotations
 
+import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import tensorflow as tf
@@ -310,19 +312,47 @@ def weighted_top_fisher_np(p, h_aug, weights, damping: float = 1e-3,
     return F
 
 
-def partition_scores_f32(V, h_aug, p, label: int, chunk_size: int = 8192) -> np.ndarray:
+def partition_scores_f32(V, h_aug, p, label: int, chunk_size: int = 8192,
+                         threads: int | None = None) -> np.ndarray:
     """CINCER scores ``−r_kᵀ V ĥ_k`` of candidates whose current label is ``label``, in
     float32, in one pass over their rows (``h_aug``: ``(n, d+1)``, ``p``: ``(n, c)``).
 
     With ``r_k = p_k − e_label`` the score is ``(V ĥ_k)_label − p_kᵀ (V ĥ_k)``: one product
-    ``ĥ V ᵀ`` per chunk of rows (kept in cache), then a row-wise dot with ``p``; nothing of
-    size ``n × c(d+1)`` is formed and only the rows passed in are read.
+    ``ĥ Vᵀ`` per chunk of rows (kept in cache), then a row-wise dot with ``p``; nothing of
+    size ``n × c(d+1)`` is formed and only the rows passed in are read. BLAS runs on one
+    thread per chunk (waking its pool for a ``8192 × 129 × 10`` product costs more than it
+    saves on shared cores); past ``PARALLEL_SCAN_ROWS`` rows the chunks are shared by
+    ``threads`` Python threads (numpy releases the GIL), by default one per core.
     """
     Vt = np.ascontiguousarray(np.asarray(V, np.float32).T)
     n = len(h_aug)
     out = np.empty(n, np.float32)
-    for start in range(0, n, chunk_size):
-        W = np.asarray(h_aug[start:start + chunk_size]) @ Vt
-        out[start:start + chunk_size] = W[:, label] - np.einsum(
-            "kj,kj->k", W, np.asarray(p[start:start + chunk_size]))
+
+    def run(lo, hi):
+        for start in range(lo, hi, chunk_size):
+            stop = min(start + chunk_size, hi)
+            W = np.asarray(h_aug[start:stop]) @ Vt
+            out[start:stop] = W[:, label] - np.einsum("kj,kj->k", W, np.asarray(p[start:stop]))
+
+    threads = threads or min(SCAN_THREADS, max(1, n // PARALLEL_SCAN_ROWS))
+    with single_threaded_blas:
+        if threads <= 1:
+            run(0, n)
+        else:
+            bounds = np.linspace(0, n, threads + 1).astype(int)
+            bounds = [int(-(-b // chunk_size) * chunk_size) if 0 < b < n else int(b)
+                      for b in bounds]
+            list(_scan_pool().map(run, bounds[:-1], bounds[1:]))
     return out
+
+
+PARALLEL_SCAN_ROWS = 32_768
+SCAN_THREADS = max(1, min(4, os.cpu_count() or 1))
+_POOL = None
+
+
+def _scan_pool():
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=SCAN_THREADS, thread_name_prefix="cincer-scan")
+    return _POOL

@@ -29,6 +29,18 @@ def _forward(classifier, X):
     return fast(X) if fast is not None else classifier.forward(X)
 
 
+def forward_rows(classifier, X, rows: int = 65_536) -> tuple[np.ndarray, np.ndarray]:
+    """``(ĥ, p)`` of ``X`` as float32 arrays, ``rows`` at a time (bounded memory)."""
+    h_parts, p_parts = [], []
+    for start in range(0, len(X), rows):
+        h, p = _forward(classifier, X[start:start + rows])
+        h_parts.append(influence.augment_np(h).astype(np.float32))
+        p_parts.append(np.asarray(p, np.float32))
+    if not h_parts:
+        raise ValueError("no rows")
+    return np.concatenate(h_parts), np.concatenate(p_parts)
+
+
 @dataclass
 class ModelState:
     """Features, probabilities and labels of the known set under one model version.

@@ -36,7 +36,8 @@ class ServiceContext:
         self.store = store
         self.settings = settings or Settings()
         self.dispatcher = dispatcher or NullDispatcher()
-        self.models = ModelCache(int(self.settings.model_cache_mb * 2**20))
+        self.models = ModelCache(int(self.settings.model_cache_mb * 2**20),
+                                 state_dir=os.path.join(self.settings.data_dir, "state"))
         self.job_counts: Counter = Counter()
         self.job_failures: Counter = Counter()
         # Who runs jobs in this process, for the counter-examples they compute (a Celery

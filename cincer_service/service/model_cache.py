@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import io
 import threading
+import time
 from collections import OrderedDict
+from datetime import datetime, timezone
 
 import numpy as np
 from sqlalchemy import select
@@ -74,20 +76,36 @@ def array_bytes(value) -> int:
 
 def entry_bytes(entry: dict) -> int:
     """The estimated size of a cache entry: weights (twice) and overhead of its classifier,
-    and the arrays of its model state (features, probabilities, factors, memos)."""
+    and the arrays of its model state (features, probabilities, factors, memos). A columnar
+    state's mapped files count too: their pages are the kernel's to drop, but they are what
+    a worker keeps warm."""
     total = 2 * entry["weight_bytes"] + MODEL_OVERHEAD_BYTES
     state = entry["state"]
-    if state is not None:
+    if state is not None and hasattr(state, "columns"):
+        total += state.columns.mapped_bytes() + array_bytes((state.y, state.cache))
+    elif state is not None:
         total += array_bytes((state.X, state.y, state.h_aug, state.probs, state.cache))
     return total
+
+
+# A label change is read again while its ``updated_at`` is younger than the last overlay
+# read minus this margin (clock skew between hosts, a transaction that commits after it
+# took its timestamp); reading a row twice is harmless.
+OVERLAY_MARGIN_SECONDS = 300.0
+ID_CHUNK = 10_000            # ids per ``IN (...)`` while a version's state is built
+FORWARD_ROWS = 65_536        # rows per forward pass while a version's state is built
 
 
 class ModelCache:
     """Classifiers and model states of the most recently used model versions, at most
     ``max_bytes`` of them by ``entry_bytes`` (the entry in use always stays)."""
 
-    def __init__(self, max_bytes: int = DEFAULT_CACHE_BYTES):
+    def __init__(self, max_bytes: int = DEFAULT_CACHE_BYTES, state_dir: str | None = None):
         self.max_bytes = int(max_bytes)
+        # Where versions' columnar states are written (``columnar``); None keeps them in
+        # memory only, built from the database by each process.
+        self.state_dir = state_dir
+        self.state_builds = 0            # states this process built from the database
         self._entries: OrderedDict = OrderedDict()
         self._lock = threading.Lock()
 
@@ -144,7 +162,82 @@ class ModelCache:
     def training_state(self, s, project: Project, version: ModelVersion) -> tuple:
         """``(state, ids, confirmed, entry)``: the ``ModelState`` over the version's training
         set with the examples' *current* labels, their ids, which are confirmed by a human,
-        and the cache entry (hold ``entry["lock"]`` while using the state)."""
+        and the cache entry (hold ``entry["lock"]`` while using the state).
+
+        With a ``state_dir`` the state is the version's columnar files (``columnar``),
+        mapped, written by the first process that needs them and rebuilt from the database
+        if they are missing or corrupt. The labels and confirmations in the files are those
+        of when they were written; rows changed since (``updated_at``) are read again on each
+        call and applied over them, so the database stays the source of truth."""
+        if self.state_dir is None:
+            return self._memory_state(s, project, version)
+        from .. import columnar
+        from ..state import ColumnarState
+        entry = self.entry(project, version)
+        train_ids = np.frombuffer(version.train_ids, dtype=np.int64)
+        with entry["lock"]:
+            state = entry["state"]
+            if state is None:
+                path = columnar.version_dir(self.state_dir, project.id, version.id,
+                                            version.created_at)
+                columns, rebuilt = columnar.load_or_build(
+                    path, lambda: self._state_arrays(s, project, entry["classifier"], train_ids))
+                self.state_builds += int(rebuilt)
+                state = ColumnarState(entry["classifier"], columns, damping=project.damping)
+                state.confirmed = np.array(columns.confirmed, dtype=bool)
+                state.synced_at = columns.built_at
+                entry["state"] = state
+            self._apply_overlay(s, project, state, train_ids)
+            size = entry_bytes(entry)
+        self.resized(entry, size)
+        return state, state.columns.ids, state.confirmed, entry
+
+    @staticmethod
+    def _apply_overlay(s, project: Project, state, train_ids: np.ndarray) -> None:
+        """Apply the labels and confirmations of training rows changed since the state's
+        last read (less ``OVERLAY_MARGIN_SECONDS``)."""
+        now = time.time()
+        since = datetime.fromtimestamp(state.synced_at - OVERLAY_MARGIN_SECONDS, timezone.utc)
+        rows = s.execute(select(Example.id, Example.label, Example.confirmed).where(
+            Example.project_id == project.id, Example.updated_at >= since)).all()
+        if rows:
+            changed = np.array([r[0] for r in rows], dtype=np.int64)
+            at = np.searchsorted(train_ids, changed)
+            known = (at < len(train_ids)) & (train_ids[np.minimum(at, len(train_ids) - 1)]
+                                             == changed)
+            positions = state.columns.positions[at[known]]
+            for k, (_, label, confirmed) in zip(positions, (r for r, ok in zip(rows, known)
+                                                            if ok)):
+                if state.y[k] != label:
+                    state.relabel(int(k), int(label))
+                state.confirmed[k] = bool(confirmed)
+        state.synced_at = now
+
+    def _state_arrays(self, s, project: Project, classifier, train_ids: np.ndarray) -> dict:
+        """A version's state from the database: ``columnar.write``'s arguments."""
+        from ..state import forward_rows
+        built_at = time.time()             # before the read: later changes are the overlay
+        chunks, labels, confirmed = [], [], []
+        for start in range(0, len(train_ids), ID_CHUNK):
+            part = train_ids[start:start + ID_CHUNK].tolist()
+            rows = s.execute(select(Example.id, Example.x, Example.label, Example.confirmed)
+                             .where(Example.id.in_(part)).order_by(Example.id)).all()
+            if len(rows) != len(part):
+                raise LookupError(f"project {project.id}: {len(part) - len(rows)} training "
+                                  "examples of this model version are gone")
+            chunks.append(b"".join(r[1] for r in rows))
+            labels.extend(r[2] for r in rows)
+            confirmed.extend(r[3] for r in rows)
+        X = np.frombuffer(b"".join(chunks), np.float32).reshape(
+            (len(train_ids), *project.input_shape))
+        h_aug, probs = forward_rows(classifier, X, FORWARD_ROWS)
+        return dict(ids=train_ids, labels=np.array(labels, np.int64),
+                    confirmed=np.array(confirmed, bool), x=X, h_aug=h_aug, probs=probs,
+                    built_at=built_at, n_classes=len(project.classes))
+
+    def _memory_state(self, s, project: Project, version: ModelVersion) -> tuple:
+        """``training_state`` without a state directory: a ``ModelState`` built in memory
+        from the rows, the labels of every training example read on each call."""
         from ..state import ModelState
         entry = self.entry(project, version)
         ids = np.frombuffer(version.train_ids, dtype=np.int64)

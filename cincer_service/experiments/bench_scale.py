@@ -1,0 +1,152 @@
+"""Scale benchmarks over a version's columnar state (``columnar``, ``state.ColumnarState``).
+
+On ``n`` synthetic cached examples (128 features, 10 classes; the same generator as
+``bench.synthetic_cached``): the time to write a version's files, to load them cold (their
+pages dropped from the page cache first with ``posix_fadvise``), one Top-Fisher
+counter-example (``V`` solve + the fused float32 scan of the predicted class's partition),
+the Fisher factor (exact, and the stratified-sample estimate a CPU worker uses past
+``FISHER_EXACT_MAX_ROWS``) and the estimate's top-1 agreement with the exact factor over
+1,000 queries, with the process's resident memory at each step.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+
+import numpy as np
+
+from .. import columnar, influence
+from ..state import FISHER_SAMPLE_ROWS, ColumnarState
+
+
+def rss_mib() -> dict:
+    """``VmRSS`` and its anonymous and file-backed (mapped files) parts, MiB."""
+    out = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "RssAnon", "RssFile"):
+                out[key] = round(int(value.split()[0]) / 1024, 1)
+    return out
+
+
+def synthetic_arrays(n: int, d: int = 128, c: int = 10, seed: int = 0):
+    """``(ĥ, p, y)`` as float32/int64 numpy: ``bench.synthetic_cached``'s numbers."""
+    rng = np.random.default_rng(seed)
+    h = np.maximum(rng.standard_normal((n, d), dtype=np.float32), 0)
+    logits = rng.standard_normal((n, c), dtype=np.float32) * 2
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    y = rng.integers(0, c, n)
+    h_aug = np.empty((n, d + 1), np.float32)
+    h_aug[:, :d], h_aug[:, d] = h, 1.0
+    return h_aug, p, y
+
+
+def drop_page_cache(path: str) -> None:
+    """Ask the kernel to forget the cached pages of the files in ``path`` (cold reads)."""
+    for name in os.listdir(path):
+        fd = os.open(os.path.join(path, name), os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
+def _queries(count: int, c: int = 10, seed: int = 2):
+    h_q, p_q, _ = synthetic_arrays(count, seed=seed)
+    rng = np.random.default_rng(1)
+    preds = np.argmax(p_q, axis=1)
+    labels = (preds + rng.integers(1, c, count)) % c
+    return h_q.astype(np.float64), p_q.astype(np.float64), preds, labels
+
+
+def _top1(state: ColumnarState, L, h_t, p_t, prediction: int, label: int,
+          candidates: dict) -> int:
+    r_t = influence.residuals_np(p_t[None], [label])[0]
+    V = influence.query_vector_np(L, r_t, h_t)
+    cand = candidates[prediction]
+    return int(cand[int(np.argmax(state.partition_scores(V, prediction, cand)))])
+
+
+def bench_columnar(n: int = 1_000_000, repeats: int = 30, agreement_queries: int = 1000,
+                   sample_rows=(FISHER_SAMPLE_ROWS,), damping: float = 1e-3,
+                   root: str | None = None) -> dict:
+    """The scale figures over ``n`` examples (see the module docstring)."""
+    out = {"n": n, "rss_mib": {"start": rss_mib()}}
+    h_aug, p, y = synthetic_arrays(n)
+    ids = np.arange(1, n + 1, dtype=np.int64)
+    tmp = tempfile.mkdtemp(prefix="cincer-scale-", dir=root)
+    path = os.path.join(tmp, "version")
+    try:
+        start = time.perf_counter()
+        columnar.write(path, ids=ids, labels=y, confirmed=np.zeros(n, bool),
+                       x=h_aug[:, :-1], h_aug=h_aug, probs=p, built_at=time.time(),
+                       n_classes=p.shape[1])
+        out["write_seconds"] = time.perf_counter() - start
+        del h_aug, p
+        drop_page_cache(path)
+        out["rss_mib"]["written"] = rss_mib()
+        start = time.perf_counter()
+        columns = columnar.load(path)
+        state = ColumnarState(None, columns, damping=damping)
+        candidates = {k: state.candidates(k) for k in range(columns.n_classes)}
+        out["state_load_seconds"] = time.perf_counter() - start
+        out["rss_mib"]["loaded"] = rss_mib()
+
+        start = time.perf_counter()
+        L_exact = state.fisher_factor(sample_rows=n)
+        out["fisher_factor_exact_seconds"] = time.perf_counter() - start
+        out["rss_mib"]["exact_factor"] = rss_mib()
+
+        h_q, p_q, preds, labels = _queries(max(repeats + 1, agreement_queries))
+        times = []
+        for i in range(repeats + 1):
+            t0 = time.perf_counter()
+            _top1(state, L_exact, h_q[i], p_q[i], int(preds[i]), int(labels[i]), candidates)
+            times.append((time.perf_counter() - t0) * 1e3)
+        out["counterexample_ms"] = float(np.median(times[1:]))
+        out["rss_mib"]["queried"] = rss_mib()
+
+        exact = [_top1(state, L_exact, h_q[i], p_q[i], int(preds[i]), int(labels[i]),
+                       candidates) for i in range(agreement_queries)]
+        out["factor_estimates"] = []
+        for rows in sample_rows:
+            start = time.perf_counter()
+            L = state.fisher_factor(sample_rows=int(rows))
+            seconds = time.perf_counter() - start
+            same = [_top1(state, L, h_q[i], p_q[i], int(preds[i]), int(labels[i]), candidates)
+                    == exact[i] for i in range(agreement_queries)]
+            out["factor_estimates"].append({"sample_rows": int(rows), "seconds": seconds,
+                                            "top1_agreement": float(np.mean(same))})
+        out["queries"] = agreement_queries
+        out["rss_mib"]["end"] = rss_mib()
+        out["bytes_on_disk"] = sum(os.path.getsize(os.path.join(path, f))
+                                   for f in os.listdir(path))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def scale_benchmarks(quick: bool = False) -> dict:
+    """The ``bench`` keys of the scale run: ``synthetic_1m`` (``synthetic_100k`` if quick)."""
+    n, name = (100_000, "synthetic_100k") if quick else (1_000_000, "synthetic_1m")
+    sweep = (FISHER_SAMPLE_ROWS,) if quick else (50_000, 100_000, FISHER_SAMPLE_ROWS, 400_000)
+    run = bench_columnar(n, sample_rows=sweep)
+    chosen = next(e for e in run["factor_estimates"] if e["sample_rows"] == FISHER_SAMPLE_ROWS)
+    return {"counterexample_ms": {name: run["counterexample_ms"]},
+            "state_load_seconds": {name: run["state_load_seconds"]},
+            "fisher_factor_seconds": {name: chosen["seconds"],
+                                      f"{name}_exact": run["fisher_factor_exact_seconds"]},
+            "factor_agreement": {name: chosen["top1_agreement"]},
+            "scale_runs": {name: run}}
+
+
+if __name__ == "__main__":      # python -m cincer_service.experiments.bench_scale [n]
+    import json
+    import sys
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
+    print(json.dumps(bench_columnar(n, sample_rows=tuple(
+        int(a) for a in sys.argv[2:]) or (FISHER_SAMPLE_ROWS,)), indent=1))
