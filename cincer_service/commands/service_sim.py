@@ -8,10 +8,12 @@ import os
 import sys
 
 from ..datasets import DATASETS
+from ..experiments.crowd_sim import CrowdSimConfig
 from ..experiments.service_sim import ServiceSimConfig
 from ..spec import MODEL_KINDS, QUEUE_ORDERS, RETRAIN_MODES
 
 DEFAULTS = ServiceSimConfig()
+CROWD = CrowdSimConfig()
 
 
 def register_command(subparsers) -> None:
@@ -49,6 +51,14 @@ def register_command(subparsers) -> None:
     p.add_argument("--seeds", default="0", help="comma-separated seeds")
     p.add_argument("--out", default=None, help="directory for results.json and "
                                                "service_sim.png")
+    p.add_argument("--crowd", action="store_true",
+                   help="simulate a crowd (10 annotators, accuracy 0.95..0.60, 2 spammers) "
+                        "under the policies single, majority3 and consensus; unless given, "
+                        f"--stream {CROWD.base.stream}, --answers {CROWD.base.answers}, "
+                        f"--answers-per-batch {CROWD.base.answers_per_batch}, --seeds "
+                        f"{','.join(map(str, CROWD.base.seeds))}")
+    p.add_argument("--policies", default=",".join(CROWD.policies),
+                   help="with --crowd: the policies to compare")
     p.set_defaults(func=_command)
 
 
@@ -60,6 +70,8 @@ def _command(args: argparse.Namespace) -> int:
     from ..cli import UsageError, parse_list
     from ..experiments.service_sim import plot_service_sim, service_sim
 
+    if args.crowd:
+        return _crowd(args)
     config = ServiceSimConfig(
         dataset=args.dataset, model=args.model, noise=args.noise, noise_type=args.noise_type,
         bootstrap=args.bootstrap, stream=args.stream, batch=args.batch,
@@ -79,6 +91,39 @@ def _command(args: argparse.Namespace) -> int:
         with open(os.path.join(args.out, "results.json"), "w") as fh:
             json.dump(document, fh, indent=1)
         plot_service_sim(document, args.out)
+    json.dump(document, sys.stdout)
+    sys.stdout.write("\n")
+    return 0
+
+
+def _crowd(args: argparse.Namespace) -> int:
+    """``--crowd``: the crowd simulation's JSON document (``experiments.crowd_sim``)."""
+    from ..cli import UsageError, parse_list
+    from ..experiments.crowd_sim import crowd_sim
+
+    crowd = CROWD.base
+
+    def given(name, parsed, default):
+        return default if parsed == getattr(DEFAULTS, name) else parsed
+
+    config = CrowdSimConfig(base=ServiceSimConfig(
+        dataset=args.dataset, model=args.model, noise=args.noise, noise_type=args.noise_type,
+        bootstrap=args.bootstrap, stream=given("stream", args.stream, crowd.stream),
+        batch=args.batch, answers_per_batch=given("answers_per_batch", args.answers_per_batch,
+                                                  crowd.answers_per_batch),
+        answers=given("answers", args.answers, crowd.answers), orders=["priority"],
+        threshold=args.threshold, retrain_every=args.retrain_every,
+        retrain_mode=args.retrain, max_epochs=args.max_epochs,
+        seeds=crowd.seeds if args.seeds == "0" else parse_list(args.seeds, int)),
+        policies=parse_list(args.policies))
+    try:
+        document = crowd_sim(config, log=sys.stderr)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+        with open(os.path.join(args.out, "crowd.json"), "w") as fh:
+            json.dump(document, fh, indent=1)
     json.dump(document, sys.stdout)
     sys.stdout.write("\n")
     return 0
