@@ -7,6 +7,12 @@ Flask app context. The API reaches it through the ``cincer_service.background`` 
 point (``api`` never imports ``tasks``); ``tasks/worker.py`` calls it directly. Each job's
 task goes to its job's queue (``compute`` or ``background``), so a GPU host runs
 ``cincer-service worker --queues compute`` and CPU hosts ``--queues background``.
+
+Project affinity (``cincer_service.service.affinity``): a compute worker also consumes its own
+queue ``compute.<hostname>``, and the dispatcher sends a project's compute jobs to the queue of
+the project's owner among the live compute workers (rendezvous hashing), so one worker keeps
+its state and builds its Fisher factor once per model version. ``CINCER_AFFINITY=0`` sends
+every compute job to the shared ``compute`` queue instead.
 """
 from __future__ import annotations
 
@@ -23,9 +29,16 @@ import redis
 from celery import Celery, Task
 from celery.signals import worker_process_init, worker_ready, worker_shutdown
 
-from cincer_service.service import runner, workers
+from cincer_service.service import affinity, runner, workers
 from cincer_service.service.dispatch import Dispatcher
-from cincer_service.service.jobs import JOBS, QUEUES, RECONCILE, Submission, task_routes
+from cincer_service.service.jobs import (
+    COMPUTE,
+    JOBS,
+    QUEUES,
+    RECONCILE,
+    Submission,
+    task_routes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +98,8 @@ def celery_init_app(app) -> Celery:
     celery_app = make_celery(ctx.settings, name=app.name, task_cls=FlaskTask)
     celery_app.set_default()
     app.extensions["celery"] = celery_app
-    ctx.set_dispatcher(CeleryDispatcher(celery_app))
+    router = affinity.Router(ctx.store) if affinity_enabled() else None
+    ctx.set_dispatcher(CeleryDispatcher(celery_app, router))
 
     @worker_process_init.connect(weak=False)
     def _fresh_connections(**_):
@@ -99,6 +113,11 @@ def celery_init_app(app) -> Celery:
         name = getattr(sender, "hostname", None) or f"celery-{os.getpid()}"
         queues = sorted(sender.app.amqp.queues.consume_from) if sender is not None \
             else list(QUEUES)
+        if COMPUTE in queues and sender is not None and affinity_enabled():
+            own = affinity.worker_queue(name)      # this worker's projects' compute jobs
+            sender.add_task_queue(own)
+            queues.append(own)
+        heartbeat["name"] = name
         # The device is read in a child process: TensorFlow must not initialise in the
         # worker's main process, whose pool children are forked from it.
         threading.Thread(target=_register_worker, args=(ctx, name, queues, heartbeat),
@@ -110,8 +129,18 @@ def celery_init_app(app) -> Celery:
     def _stop_heartbeat(**_):
         heartbeat.setdefault("stop", threading.Event()).set()
         heartbeat.setdefault("stop_reconciler", threading.Event()).set()
+        if heartbeat.get("name"):
+            try:           # its projects move now, not when its heartbeat grows old
+                affinity.retire(ctx.store, heartbeat["name"])
+            except Exception:
+                log.warning("could not retire worker %s", heartbeat["name"], exc_info=True)
 
     return celery_app
+
+
+def affinity_enabled() -> bool:
+    """Project affinity is on unless ``CINCER_AFFINITY=0``."""
+    return os.environ.get("CINCER_AFFINITY", "1") != "0"
 
 
 def _register_worker(ctx, name: str, queues: list, heartbeat: dict) -> None:
@@ -175,8 +204,9 @@ class CeleryDispatcher(Dispatcher):
 
     MAX_WAITING = 10_000
 
-    def __init__(self, celery_app: Celery):
+    def __init__(self, celery_app: Celery, router: "affinity.Router | None" = None):
         self.celery_app = celery_app
+        self.router = router
         self._lock = threading.Lock()
         self._owner_pid = None
         self._waiting: queue.Queue | None = None
@@ -223,19 +253,39 @@ class CeleryDispatcher(Dispatcher):
             finally:
                 waiting.task_done()
 
+    def queue_for(self, submission: Submission) -> str:
+        """The queue ``submission`` goes to: its project owner's (affinity) or its job's."""
+        if self.router is None:
+            return submission.job.queue
+        try:
+            return self.router.queue_for(submission)
+        except Exception:        # the database is away: any compute worker will do
+            log.warning("no affinity for %s", submission, exc_info=True)
+            return submission.job.queue
+
     def _send(self, submission: Submission) -> None:
         job = submission.job
-        if job is not RECONCILE and not self._mark_queued(submission):
+        queue = self.queue_for(submission)
+        if job is not RECONCILE and not self._mark_queued(submission, queue):
             log.debug("%s already queued", submission)
             return
         self.celery_app.send_task(job.task_name, args=list(submission.values),
-                                  queue=job.queue, ignore_result=True)
+                                  queue=queue, ignore_result=True)
 
-    def _mark_queued(self, submission: Submission) -> bool:
-        """True when no identical job is waiting (and marks this one as waiting)."""
+    def _mark_queued(self, submission: Submission, queue: str | None = None) -> bool:
+        """True when no identical job is waiting in ``queue`` (and marks this one as
+        waiting there). A job waiting in another queue (an owner that has gone since) is
+        sent again, to ``queue``."""
+        queue = queue or submission.job.queue
         try:
-            return bool(redis_client(self.celery_app.conf.broker_url).set(
-                submission.marker(), 1, nx=True, ex=QUEUED_MARKER_SECONDS))
+            client = redis_client(self.celery_app.conf.broker_url)
+            if client.set(submission.marker(), queue, nx=True, ex=QUEUED_MARKER_SECONDS):
+                return True
+            waiting = client.get(submission.marker())
+            if waiting is not None and waiting.decode() != queue:
+                client.set(submission.marker(), queue, ex=QUEUED_MARKER_SECONDS)
+                return True
+            return False
         except redis.RedisError:
             return True          # cannot tell: sending twice is harmless
 
