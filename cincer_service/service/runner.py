@@ -98,10 +98,12 @@ def record_failure(ctx: ServiceContext, submission: Submission, error: BaseExcep
 
 
 def clear_failures(ctx: ServiceContext, submission: Submission) -> None:
-    """Forget the failures of ``submission`` after it succeeded."""
+    """Forget the failures of ``submission`` after it succeeded (a read, and a write only
+    when there were failures: most jobs never fail, and a write waits for SQLite's lock)."""
+    where = (JobBackoff.name == submission.job.name, JobBackoff.arg == submission.key())
     with ctx.store.session() as s:
-        s.execute(delete(JobBackoff).where(JobBackoff.name == submission.job.name,
-                                           JobBackoff.arg == submission.key()))
+        if s.scalar(select(JobBackoff.id).where(*where).limit(1)) is not None:
+            s.execute(delete(JobBackoff).where(*where))
 
 
 def unbound_jobs() -> list[str]:

@@ -512,9 +512,17 @@ def _drop_followups(session, _previous_transaction) -> None:
     session.info.pop(PENDING_FOLLOWUPS, None)
 
 
+# SQLite in WAL mode with synchronous=NORMAL: a commit appends to the log without an fsync
+# (0.06 ms against 3.4 ms per commit here, and a verdict request makes several). The database
+# stays consistent through a killed process; only an OS crash or a power cut may lose the last
+# commits before a checkpoint. Deployments that need that too run on PostgreSQL.
+SQLITE_SYNCHRONOUS = "NORMAL"
+
+
 def _sqlite_pragmas(dbapi_connection, _record):
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA synchronous={SQLITE_SYNCHRONOUS}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()

@@ -51,11 +51,11 @@ MAX_WAIT_ITEMS = 100          # the largest batch that may wait for its verdicts
 # a small batch in a few milliseconds), then every 15 ms.
 POLL_SCHEDULE = (0.002, 0.003, 0.005, 0.01)
 POLL_SECONDS = 0.015
-# Embedded mode: still waiting this long after the commit (at once while the project is
-# being retrained), the request runs the jobs itself
-# (an idle worker thread screens a small batch and finds its counter-examples by then:
-# about 20 + 20 ms on digits here).
-INLINE_AFTER_SECONDS = 0.06
+# Embedded mode: the request runs the jobs itself at once rather than wait for the worker
+# thread (handing the batch to the thread and polling for its rows cost a poll interval or
+# two, and the thread may be busy with a retrain); the thread, running the same jobs, finds
+# the rows already claimed.
+INLINE_AFTER_SECONDS = 0.0
 
 VERDICTS = ("accepted", "suspicious", "unscreened", "pending")
 SET_ASIDE = {"evaluation": "in the evaluation set: never screened",
