@@ -98,7 +98,9 @@ def celery_init_app(app) -> Celery:
     celery_app = make_celery(ctx.settings, name=app.name, task_cls=FlaskTask)
     celery_app.set_default()
     app.extensions["celery"] = celery_app
-    router = affinity.Router(ctx.store) if affinity_enabled() else None
+    router = None
+    if affinity_enabled():
+        router = affinity.Router(ctx.store, members=lambda: compute_members(ctx))
     ctx.set_dispatcher(CeleryDispatcher(celery_app, router))
 
     @worker_process_init.connect(weak=False)
@@ -114,14 +116,16 @@ def celery_init_app(app) -> Celery:
         queues = sorted(sender.app.amqp.queues.consume_from) if sender is not None \
             else list(QUEUES)
         if COMPUTE in queues and sender is not None and affinity_enabled():
-            own = affinity.worker_queue(name)      # this worker's projects' compute jobs
-            sender.add_task_queue(own)
-            queues.append(own)
+            # this worker's projects' compute jobs (not listed: it is implied by compute)
+            sender.add_task_queue(affinity.worker_queue(name))
         heartbeat["name"] = name
         # The device is read in a child process: TensorFlow must not initialise in the
         # worker's main process, whose pool children are forked from it.
         threading.Thread(target=_register_worker, args=(ctx, name, queues, heartbeat),
                          name="cincer-register", daemon=True).start()
+        if COMPUTE in queues and affinity_enabled():
+            threading.Thread(target=_announce_forever, args=(ctx, name, heartbeat),
+                             name="cincer-membership", daemon=True).start()
         threading.Thread(target=_reconcile_forever, args=(ctx, heartbeat),
                          name="cincer-reconciler", daemon=True).start()
 
@@ -129,8 +133,10 @@ def celery_init_app(app) -> Celery:
     def _stop_heartbeat(**_):
         heartbeat.setdefault("stop", threading.Event()).set()
         heartbeat.setdefault("stop_reconciler", threading.Event()).set()
+        heartbeat.setdefault("stop_membership", threading.Event()).set()
         if heartbeat.get("name"):
-            try:           # its projects move now, not when its heartbeat grows old
+            try:           # its projects move now, not when its membership expires
+                redis_client(ctx.settings.redis_url).delete(member_key(heartbeat["name"]))
                 affinity.retire(ctx.store, heartbeat["name"])
             except Exception:
                 log.warning("could not retire worker %s", heartbeat["name"], exc_info=True)
@@ -141,6 +147,39 @@ def celery_init_app(app) -> Celery:
 def affinity_enabled() -> bool:
     """Project affinity is on unless ``CINCER_AFFINITY=0``."""
     return os.environ.get("CINCER_AFFINITY", "1") != "0"
+
+
+# Compute workers renew their key in this Redis membership every MEMBER_BEAT_SECONDS; a key
+# lives MEMBER_TTL_SECONDS, so a worker that stops renewing (killed) leaves within that.
+MEMBER_PREFIX = "cincer:member:compute:"
+MEMBER_BEAT_SECONDS = 1.0
+MEMBER_TTL_SECONDS = 5
+
+
+def member_key(name: str) -> str:
+    return MEMBER_PREFIX + name
+
+
+def _announce_forever(ctx, name: str, state: dict) -> None:
+    """Keep this compute worker in the Redis membership until it stops."""
+    stop = state.setdefault("stop_membership", threading.Event())
+    while True:
+        try:
+            redis_client(ctx.settings.redis_url).set(member_key(name), 1, ex=MEMBER_TTL_SECONDS)
+        except redis.RedisError:
+            pass                               # no broker: no jobs reach anyone either
+        if stop.wait(MEMBER_BEAT_SECONDS):
+            return
+
+
+def compute_members(ctx) -> list[str]:
+    """The live compute workers: the Redis membership, or the workers table without Redis."""
+    try:
+        client = redis_client(ctx.settings.redis_url)
+        return sorted(k.decode()[len(MEMBER_PREFIX):]
+                      for k in client.scan_iter(match=MEMBER_PREFIX + "*", count=1000))
+    except redis.RedisError:
+        return affinity.live_compute_workers(ctx.store)
 
 
 def _register_worker(ctx, name: str, queues: list, heartbeat: dict) -> None:

@@ -1,7 +1,10 @@
 """Project affinity: a project's compute jobs go to the worker that holds its state.
 
-Each live ``compute`` worker (the workers table: registered, heartbeat younger than
-``workers.ALIVE_SECONDS``, not retired) also consumes its own queue ``compute.<name>``. A
+Each live ``compute`` worker also consumes its own queue ``compute.<name>``. Who is live comes
+from a ``members`` function: the Celery side reads a Redis membership set whose entries expire
+a few seconds after a worker stops renewing them (``tasks.celery_app``), so a killed worker's
+projects move within seconds; without one, the workers table (heartbeat younger than
+``workers.ALIVE_SECONDS``, not retired). A
 project's owner is chosen by rendezvous (highest-random-weight) hashing of the project id
 over the live workers' names: every process that sends jobs agrees on it without talking to
 the others, and when a worker stops or joins only the projects it owned (or now wins) move,
@@ -69,8 +72,9 @@ class Router:
     else to its job's queue. Membership is read from the database at most every
     ``MEMBERSHIP_SECONDS``; a query's project is looked up once."""
 
-    def __init__(self, store, membership_seconds: float = MEMBERSHIP_SECONDS):
+    def __init__(self, store, membership_seconds: float = MEMBERSHIP_SECONDS, members=None):
         self.store = store
+        self._read_members = members or (lambda: live_compute_workers(store))
         self.membership_seconds = membership_seconds
         self._lock = threading.Lock()
         self._members: list[str] = []
@@ -80,7 +84,7 @@ class Router:
     def members(self) -> list[str]:
         with self._lock:
             if time.monotonic() - self._read_at >= self.membership_seconds:
-                self._members = live_compute_workers(self.store)
+                self._members = sorted(self._read_members())
                 self._read_at = time.monotonic()
             return list(self._members)
 

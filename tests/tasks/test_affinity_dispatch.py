@@ -28,6 +28,9 @@ class FakeRedis:
     def delete(self, key):
         self.data.pop(key, None)
 
+    def scan_iter(self, match, count=None):
+        return [k.encode() for k in self.data if k.startswith(match.rstrip("*"))]
+
 
 def test_compute_jobs_follow_their_project_owner(tmp_path, monkeypatch):
     fake = FakeRedis()
@@ -64,3 +67,23 @@ def test_compute_jobs_follow_their_project_owner(tmp_path, monkeypatch):
     fake.data.clear()
     plain._send(jobs.RETRAIN(pid))
     assert sent[-1] == ("tasks.retrain", (pid,), "compute")
+
+
+def test_membership_is_the_redis_set_with_the_workers_table_as_fallback(tmp_path, monkeypatch):
+    import redis
+    ctx = make_context(tmp_path, dispatcher=None)
+    ctx.settings.redis_url = "redis://unused"
+    fake = FakeRedis()
+    monkeypatch.setattr(adapter, "redis_client", lambda url: fake)
+    fake.set(adapter.member_key("w2"), 1, ex=adapter.MEMBER_TTL_SECONDS)
+    fake.set(adapter.member_key("w1"), 1, ex=adapter.MEMBER_TTL_SECONDS)
+    fake.set("cincer:queued:screen:1", "compute.w1")
+    assert adapter.compute_members(ctx) == ["w1", "w2"]
+    fake.delete(adapter.member_key("w2"))           # expired: a killed worker
+    assert adapter.compute_members(ctx) == ["w1"]
+
+    def broken(url):
+        raise redis.ConnectionError("down")
+    monkeypatch.setattr(adapter, "redis_client", broken)
+    workers.register_worker(ctx, "w3", ["compute"], CPU)
+    assert adapter.compute_members(ctx) == ["w3"]
