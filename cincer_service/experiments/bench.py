@@ -5,8 +5,9 @@ per counter-example query and seconds per Top-Fisher factorization on breast/fc 
 synthetic cached features (128 features, 10 classes, so the top-layer algebra itself is
 timed), seconds per cleaning iteration, a closed-form vs ``GradientTape`` check, the
 detectors' timings from ``bench_detectors`` and the service's lease latency with a backlog
-right after a retrain (``bench_service``) and the verdict inside an ingest request
-(``bench_verdicts``).
+right after a retrain (``bench_service``), the verdict inside an ingest request
+(``bench_verdicts``) and, over 1M examples, the columnar state (``bench_scale``: its cold
+load, the partition scan, the factor estimate and its agreement with the exact one).
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from ..models import Classifier
 from ..spec import DEFAULT_SCHEDULE
 from ..state import ModelState
 from .bench_detectors import detector_benchmarks
+from .bench_scale import scale_benchmarks
 from .bench_service import bench_lease_after_retrain
 from .bench_verdicts import verdict_benchmarks
 from .config import SimulationConfig
@@ -147,7 +149,12 @@ def run_bench(quick: bool = False, detectors: bool = True) -> dict:
     for name, n in (("synthetic_100k", 100_000), ("synthetic_1m", 1_000_000)):
         if quick and n > 100_000:
             continue
-        doc["counterexample_ms"][name], doc["fisher_factor_seconds"][name] = bench_synthetic(n)
+        # the per-row path (float64 tensors, a gather of the candidates): the "before"
+        key = name if n <= 100_000 else f"{name}_rowwise"
+        doc["counterexample_ms"][key], doc["fisher_factor_seconds"][key] = bench_synthetic(n)
+    if not quick:       # the columnar state: state_load, partition scan, factor agreement
+        for section, values in scale_benchmarks().items():
+            doc.setdefault(section, {}).update(values)
     doc["iteration_seconds"] = bench_iterations()
     doc["in_loop_ms"] = {"breast_fc": bench_in_loop("breast", 40 if quick else 100,
                                                     (0,) if quick else (0, 1, 2))}

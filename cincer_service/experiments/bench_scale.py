@@ -55,8 +55,8 @@ def drop_page_cache(path: str) -> None:
             os.close(fd)
 
 
-def _queries(count: int, c: int = 10, seed: int = 2):
-    h_q, p_q, _ = synthetic_arrays(count, seed=seed)
+def _queries(count: int, c: int = 10, seed: int = 2, d: int = 128):
+    h_q, p_q, _ = synthetic_arrays(count, d=d, seed=seed)
     rng = np.random.default_rng(1)
     preds = np.argmax(p_q, axis=1)
     labels = (preds + rng.integers(1, c, count)) % c
@@ -73,10 +73,10 @@ def _top1(state: ColumnarState, L, h_t, p_t, prediction: int, label: int,
 
 def bench_columnar(n: int = 1_000_000, repeats: int = 30, agreement_queries: int = 1000,
                    sample_rows=(FISHER_SAMPLE_ROWS,), damping: float = 1e-3,
-                   root: str | None = None) -> dict:
+                   root: str | None = None, d: int = 128) -> dict:
     """The scale figures over ``n`` examples (see the module docstring)."""
     out = {"n": n, "rss_mib": {"start": rss_mib()}}
-    h_aug, p, y = synthetic_arrays(n)
+    h_aug, p, y = synthetic_arrays(n, d=d)
     ids = np.arange(1, n + 1, dtype=np.int64)
     tmp = tempfile.mkdtemp(prefix="cincer-scale-", dir=root)
     path = os.path.join(tmp, "version")
@@ -101,7 +101,7 @@ def bench_columnar(n: int = 1_000_000, repeats: int = 30, agreement_queries: int
         out["fisher_factor_exact_seconds"] = time.perf_counter() - start
         out["rss_mib"]["exact_factor"] = rss_mib()
 
-        h_q, p_q, preds, labels = _queries(max(repeats + 1, agreement_queries))
+        h_q, p_q, preds, labels = _queries(max(repeats + 1, agreement_queries), d=d)
         times = []
         for i in range(repeats + 1):
             t0 = time.perf_counter()
@@ -130,6 +130,37 @@ def bench_columnar(n: int = 1_000_000, repeats: int = 30, agreement_queries: int
     return out
 
 
+def affinity_builds(n_workers: int = 3, projects: int = 30, versions: int = 5,
+                    jobs_per_version: int = 20, seed: int = 0) -> dict:
+    """Fisher factor builds per (project, model version) with ``n_workers`` compute workers,
+    a simulation over the real routing function (``affinity.owner``): each worker process
+    keeps its own model cache, so it builds a version's factor the first time one of that
+    version's jobs reaches it. Without affinity a job goes to whichever worker takes it from
+    the shared queue (uniformly at random: equal load, prefetch 1); with affinity to the
+    project's owner. ``with_affinity_one_stop``: one worker stops halfway through the run
+    (its projects move to their next owner, which builds their current version again)."""
+    from ..service.affinity import owner
+    rng = np.random.default_rng(seed)
+    names = [f"worker{i + 1}" for i in range(n_workers)]
+
+    def run(route, stop_at=None):
+        built = set()
+        live = list(names)
+        for v in range(versions):
+            for j in range(jobs_per_version):
+                if stop_at is not None and (v, j) == stop_at:
+                    live = live[1:]
+                for pid in range(projects):
+                    built.add((route(pid, live), pid, v))
+        return len(built) / (projects * versions)
+
+    return {"workers": n_workers, "projects": projects, "versions": versions,
+            "jobs_per_version": jobs_per_version,
+            "without_affinity": run(lambda pid, live: live[int(rng.integers(len(live)))]),
+            "with_affinity": run(owner),
+            "with_affinity_one_stop": run(owner, stop_at=(versions // 2, jobs_per_version // 2))}
+
+
 def scale_benchmarks(quick: bool = False) -> dict:
     """The ``bench`` keys of the scale run: ``synthetic_1m`` (``synthetic_100k`` if quick)."""
     n, name = (100_000, "synthetic_100k") if quick else (1_000_000, "synthetic_1m")
@@ -141,6 +172,7 @@ def scale_benchmarks(quick: bool = False) -> dict:
             "fisher_factor_seconds": {name: chosen["seconds"],
                                       f"{name}_exact": run["fisher_factor_exact_seconds"]},
             "factor_agreement": {name: chosen["top1_agreement"]},
+            "factor_builds_per_version": affinity_builds(),
             "scale_runs": {name: run}}
 
 
