@@ -246,6 +246,11 @@ class RestClient:
             "project": project, "url": url, "send_payload": True, "send_for_all_actions": False,
             "headers": headers, "is_active": True, "actions": WEBHOOK_ACTIONS})["id"]
 
+    def update_webhook(self, webhook_id: int, headers: dict) -> None:
+        self._call("PATCH", f"/api/webhooks/{webhook_id}/", json={
+            "headers": headers, "send_payload": True, "send_for_all_actions": False,
+            "is_active": True, "actions": WEBHOOK_ACTIONS})
+
     def create_task(self, project: int, data: dict, predictions: list[dict]) -> int:
         task = self._call("POST", "/api/tasks/", json={"project": project, "data": data})
         for p in predictions:
@@ -311,7 +316,8 @@ def setup(ctx: ServiceContext, pid: int, principal: Principal, payload: dict,
             link = LabelStudioLink(project_id=pid, created_at=now)
             s.add(link)
         elif link.ls_project_id != ls_project_id:
-            link.webhooks_ready, link.review_project_id = False, None
+            link.review_project_id = None
+        link.webhooks_ready = False         # checked again (the credentials may be new)
         hostname = payload.get("hostname")
         token = payload.get("access_token")
         link.ls_project, link.ls_project_id, link.config = ls_project, ls_project_id, config
@@ -447,6 +453,19 @@ def handle_webhook(ctx: ServiceContext, pid: int, principal: Principal, payload:
     if not isinstance(payload, dict):
         raise BadInput("the webhook body must be an object", {"body": ["an object"]})
     action = payload.get("action")
+    if action in CREATED and isinstance(payload.get("annotation"), list):
+        tasks = {t.get("id"): t for t in payload.get("task") or [] if isinstance(t, dict)}
+        items = []
+        for annotation in payload["annotation"]:
+            if not isinstance(annotation, dict):
+                continue
+            one = {"action": action, "annotation": annotation,
+                   "task": tasks.get(annotation.get("task"))}
+            try:
+                items.append(handle_webhook(ctx, pid, principal, one))
+            except (BadInput, Conflict) as exc:     # the others still count; sync retries
+                items.append({"outcome": "rejected", "error": exc.message})
+        return {"action": action, "outcome": "batch", "items": items}
     if action in CREATED:
         annotation, task = payload.get("annotation"), payload.get("task")
         if not isinstance(annotation, dict):
@@ -779,8 +798,14 @@ def _sync(ctx: ServiceContext, pid: int) -> dict:
         url = backend_url.rstrip("/") + "/webhook"
         headers = {"Authorization": auth_header} if auth_header else {}
         for target in (ls_project_id, review_project_id):
-            if not any(w.get("url") == url for w in client.webhooks(target)):
+            # Label Studio registers ``<backend>/webhook`` itself, without credentials: ours
+            # get added to it (and it is limited to annotation events).
+            ours = [w for w in client.webhooks(target) if w.get("url") == url]
+            if not ours:
                 client.create_webhook(target, url, headers)
+            for hook in ours:
+                if (hook.get("headers") or {}) != headers or hook.get("send_for_all_actions"):
+                    client.update_webhook(hook["id"], headers)
         _update_link(ctx, pid, webhooks_ready=True)
     if due:
         for task in client.tasks(ls_project_id):

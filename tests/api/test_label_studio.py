@@ -49,7 +49,13 @@ class FakeLabelStudio:
 
     def create_webhook(self, project, url, headers):
         self._check()
-        self.hooks.append({"project": project, "url": url, "headers": headers})
+        self.hooks.append({"id": next(self.ids), "project": project, "url": url,
+                           "headers": headers, "send_for_all_actions": False})
+
+    def update_webhook(self, webhook_id, headers):
+        self._check()
+        hook = next(h for h in self.hooks if h["id"] == webhook_id)
+        hook.update(headers=headers, send_for_all_actions=False)
 
     def create_task(self, project, data, predictions):
         self._check()
@@ -95,6 +101,9 @@ def ls(client, fake):
                                                                "name": "label-studio"},
                         headers=bearer(ADMIN)).json["token"]
     url = f"/integrations/label-studio/{pid}"
+    # Label Studio registers the backend's /webhook itself, without credentials
+    fake.hooks.append({"id": 1, "project": 7, "url": f"http://localhost{url}/webhook",
+                       "headers": {}, "send_for_all_actions": True})
     answer = client.post(f"{url}/setup", headers=basic(token), json={
         "project": LS_PROJECT, "schema": CONFIG, "hostname": "http://fake",
         "access_token": "ls-token"})
@@ -144,6 +153,7 @@ def test_health_needs_no_auth_and_setup_registers_webhooks_and_review_project(cl
     hooks = {(h["project"], h["url"].rsplit("/", 1)[1]) for h in fake.hooks}
     assert hooks == {(7, "webhook"), (review[0], "webhook")}
     assert all(h["headers"]["Authorization"].startswith("Basic ") for h in fake.hooks)
+    assert len(fake.hooks) == 2 and not any(h["send_for_all_actions"] for h in fake.hooks)
     status = client.get(f"{ls['url']}/status", headers=basic(ls["token"])).json
     assert status["ls_project_id"] == 7 and status["webhooks_ready"] is True
 
