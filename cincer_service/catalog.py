@@ -33,3 +33,9 @@ CROWD_PRIOR_STRENGTH = 2.0
 MODEL_PRIOR_ACCURACY = 0.7
 MODEL_PRIOR_STRENGTH = 2.0
 FLAGGED_WEIGHT = 0.25
+# The online consensus shrinks each confusion matrix toward its one-coin version (the
+# voter's own overall accuracy, errors spread evenly) with this many pseudo-answers: a row
+# seen a few times is mostly the voter's accuracy, a row seen often is its own. Chosen on
+# development seeds 100-102 of the CROWDLAB table (bench_consensus), online accuracy
+# .910 (none) → .933 (5) → .945 (20) → .949 (50) → .951 (100) → .952 (1000).
+CROWD_SHRINK_STRENGTH = 100.0

@@ -11,8 +11,12 @@ with its probabilities ``p`` instead of one class (CROWDLAB's idea: the model is
 whose weight follows how well it agrees with the consensus): its factor is
 ``Σ_l θ_m[k, l] p_l``, and ``θ_m`` is learned like an annotator's matrix.
 
-Every ``θ`` is the row-normalised sum of a Dirichlet pseudo-count (``CROWD_PRIOR_*``) and
-soft counts ``N_a[k, l] = Σ_items P(k | item) [a answered l]``. The online update (``Crowd``)
+Every ``θ`` is the row-normalised sum of soft counts ``N_a[k, l] = Σ_items P(k | item)
+[a answered l]`` and a pseudo-count of ``CROWD_SHRINK_STRENGTH`` answers at the voter's own
+overall accuracy (``(trace N_a + s·a₀) / (ΣN_a + s)``, the prior ``CROWD_PRIOR_*`` before it
+has answers), errors spread evenly: a hierarchical shrinkage toward the one-coin model that
+keeps a ten-class matrix sane after a few answers. The batch EM (``dawid_skene``) keeps the
+plain Dirichlet prior. The online update (``Crowd``)
 is incremental EM: when an item gets an answer, its posterior is recomputed with the current
 matrices, and the counts of everyone who voted on it move by ``new − old`` posterior, so the
 counts always equal the sum over items of their latest posterior (the invariant the tests
@@ -29,6 +33,7 @@ import numpy as np
 from .catalog import (
     CROWD_PRIOR_ACCURACY,
     CROWD_PRIOR_STRENGTH,
+    CROWD_SHRINK_STRENGTH,
     FLAGGED_WEIGHT,
     MODEL_PRIOR_ACCURACY,
     MODEL_PRIOR_STRENGTH,
@@ -73,8 +78,6 @@ class Crowd:
                              else np.asarray(class_counts, dtype=float).copy())
         self.counts = {k: np.asarray(v, dtype=float).copy() for k, v in (counts or {}).items()}
         self.flagged = set(flagged)
-        self._prior = pseudo_counts(c, CROWD_PRIOR_ACCURACY, CROWD_PRIOR_STRENGTH)
-        self._model_prior = pseudo_counts(c, MODEL_PRIOR_ACCURACY, MODEL_PRIOR_STRENGTH)
 
     # -- the matrices -------------------------------------------------------------------
     def counts_of(self, key) -> np.ndarray:
@@ -83,9 +86,15 @@ class Crowd:
         return self.counts[key]
 
     def theta(self, key) -> np.ndarray:
-        """Annotator ``key``'s (or the ``MODEL``'s) current confusion matrix."""
-        prior = self._model_prior if key == MODEL else self._prior
-        return confusion(self.counts.get(key, np.zeros((self.c, self.c))), prior)
+        """Annotator ``key``'s (or the ``MODEL``'s) current confusion matrix: its counts
+        plus a pseudo-count of ``CROWD_SHRINK_STRENGTH`` answers at its own overall
+        accuracy (the Dirichlet prior's accuracy before it has answers), errors spread
+        evenly."""
+        counts = self.counts.get(key, np.zeros((self.c, self.c)))
+        accuracy, strength = (MODEL_PRIOR_ACCURACY, MODEL_PRIOR_STRENGTH) if key == MODEL \
+            else (CROWD_PRIOR_ACCURACY, CROWD_PRIOR_STRENGTH)
+        own = (np.trace(counts) + strength * accuracy) / (counts.sum() + strength)
+        return confusion(counts, pseudo_counts(self.c, own, CROWD_SHRINK_STRENGTH))
 
     def class_prior(self) -> np.ndarray:
         total = self.class_counts + 1.0
