@@ -22,6 +22,7 @@ from ..datasets import inject_noise, load_dataset
 from ..models import Classifier
 from ..spec import DEFAULT_SCHEDULE
 from ..state import ModelState
+from .bench_consensus import consensus_benchmarks
 from .bench_detectors import detector_benchmarks
 from .bench_scale import scale_benchmarks
 from .bench_service import bench_lease_after_retrain
@@ -164,6 +165,7 @@ def run_bench(quick: bool = False, detectors: bool = True) -> dict:
         name: bench_lease_after_retrain(name) for name in
         (("breast",) if quick else ("breast", "digits"))}
     doc["service_verdicts"] = verdict_benchmarks(quick)
+    doc.update(consensus_benchmarks(quick))     # consensus_update_ms, crowdlab
     doc["reference_check"] = {"max_rel_error": max_rel}
     if detectors:
         doc["detectors"] = detector_benchmarks(quick)
