@@ -28,8 +28,10 @@ class ModelSpecSchema(ma.Schema):
     max_epochs = StrictInteger(validate=_range("epochs"))
     warm_epochs = StrictInteger(validate=_range("epochs"))
     schedule = fields.String(validate=validate.OneOf(spec.TRAINING_SCHEDULES), metadata={
-        "description": "when training stops: validation (held-out loss, the default), "
-                       "accuracy (a fixed training accuracy) or fixed (the epoch cap)"})
+        "description": "when training stops: validation (held-out loss), accuracy (a fixed "
+                       "training accuracy) or fixed (the epoch cap); default: the retrain "
+                       "mode's (" + ", ".join(f"{m} {spec.training_defaults(m).schedule}"
+                                              for m in spec.RETRAIN_MODES) + ")"})
 
 
 class RetrainSpecSchema(ma.Schema):
