@@ -127,6 +127,9 @@ def test_listing_export_models_and_retrain(client, streamed, breast):
 
     models = client.get(f"/api/v1/projects/{pid}/models", headers=view).get_json()["items"]
     assert len(models) == 1 and models[0]["train_size"] == 60
+    project = client.get(f"/api/v1/projects/{pid}", headers=view).get_json()
+    assert models[0]["training"]["schedule"] == project["model"]["schedule"]   # what it used
+    assert models[0]["training"]["damping"] == project["damping"]
     queued = client.post(f"/api/v1/projects/{pid}/models/retrain", headers=bearer(ADMIN))
     assert queued.status_code == 202
     models = client.get(f"/api/v1/projects/{pid}/models", headers=view).get_json()["items"]
