@@ -147,6 +147,12 @@ class ModelState:
             if key not in LABEL_FREE:
                 self.cache.pop(key)
 
+    def probabilities_of(self, index: int) -> np.ndarray:
+        """The probabilities of known example ``index``."""
+        if "arrays" in self.cache:
+            return self.cache["arrays"][1][index]
+        return np.asarray(self.probs[index])
+
     def candidates(self, label: int, exclude=None) -> np.ndarray:
         """Indices of the known examples whose current label is ``label``, less ``exclude``
         (a boolean mask over the known set): CINCER's pertinent candidates."""
@@ -244,6 +250,9 @@ class ColumnarState(ModelState):
             n, c, d1 = self.n, self.columns.n_classes, int(self.columns.h.shape[1])
             self.cache["small_top"] = n * c * d1 <= SMALL_TOP_WORK and c * d1 <= 4096
         return self.cache["small_top"]
+
+    def probabilities_of(self, index: int) -> np.ndarray:
+        return np.asarray(self.columns.p[index], np.float64)
 
     # -- the overlay ---------------------------------------------------------------------
     @property

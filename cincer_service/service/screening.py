@@ -170,10 +170,11 @@ def build_pair(ctx: ServiceContext, qid: int, statuses: tuple, now=None) -> int 
                 ranking = get_strategy(q.strategy).rank(
                     state, example.features(project.input_shape), example.label, exclude)
                 ce_id = int(ids[ranking.best])
-                ce_probs = [float(a) for a in np.asarray(state.probs[ranking.best])]
-                ce_scores, ce_label = np.asarray(ranking.scores), ranking.prediction
-                top = [{"id": int(ids[k]), "score": float(v)} for k, v in
-                       zip(ranking.indices[:RANKING_SHOWN], ranking.scores[:RANKING_SHOWN])]
+                ce_probs = [float(a) for a in state.probabilities_of(ranking.best)]
+                # scores in any order (the priority reads their spread); no full sort
+                ce_scores, ce_label = ranking.unordered_scores, ranking.prediction
+                top = [{"id": int(ids[k]), "score": float(v)}
+                       for k, v in zip(*ranking.top(RANKING_SHOWN))]
             except NoCandidates as exc:
                 note = str(exc)
         elapsed_ms = (time.perf_counter() - started) * 1e3
