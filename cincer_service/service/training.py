@@ -192,7 +192,30 @@ def retrain(ctx: ServiceContext, pid: int, progress=None) -> int | None:
         lease.stop()
     log.info("project %s: model version %s on %d examples (%.2f s)", pid, number, len(ids),
              seconds)
+    warm_state(ctx, pid, number)
     return number
+
+
+def warm_state(ctx: ServiceContext, pid: int, number: int) -> None:
+    """Write (or map) model version ``number``'s columnar state and build its Top-Fisher
+    factor now, in the retrain job (on the project's owner, with affinity), so the first
+    counter-example under the new version does not wait for them. A failure only logs:
+    the first use builds them instead."""
+    try:
+        with ctx.store.session() as s:
+            project = project_row(s, pid)
+            strategy = project.strategy
+            version = s.scalar(select(ModelVersion).where(ModelVersion.project_id == pid,
+                                                          ModelVersion.version == number))
+            if version is None:
+                return
+            state, _, _, entry = ctx.models.training_state(s, project, version)
+        if strategy == "top_fisher":
+            with entry["lock"]:
+                _ = state.top_fisher_factor_np
+    except Exception:
+        log.warning("project %s: could not prepare the state of version %s", pid, number,
+                    exc_info=True)
 
 
 def wanted_retrains(s, now) -> list[int]:
