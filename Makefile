@@ -44,6 +44,19 @@ test: $(TEST_STAMP)
 test-long: $(TEST_STAMP)
 	$(BIN)/python -m pytest -q -m long
 
+# Against a real Label Studio (1.23.x, in its own virtualenv: its Django stack never enters
+# .venv), started on loopback by tests/interop; also run by .ci/run after make test.
+LS_VENV := .venv-label-studio
+LS_STAMP := $(LS_VENV)/.installed-label-studio
+.PHONY: test-interop
+$(LS_STAMP):
+	$(PYTHON) -m venv $(LS_VENV)
+	$(LS_VENV)/bin/python -m pip install --quiet 'label-studio>=1.23,<1.24'
+	touch $@
+
+test-interop: $(TEST_STAMP) $(LS_STAMP)
+	CINCER_INTEROP=1 LABEL_STUDIO_VENV=$(LS_VENV) $(BIN)/python -m pytest -q -s -p no:cacheprovider tests/interop
+
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
 

@@ -645,6 +645,7 @@ def review_task(s, project: Project, q: Query) -> tuple[dict, list[dict]]:
                                   None if counter is None else counter.label)
     influence = q.ranking[0]["score"] if q.ranking else None
     data = {QUERY_FIELD: q.id, PAIR_TAG: True, SUSPICION_FIELD: round(float(q.margin), 6),
+            "cincer_example_id": example.id, "cincer_external_id": example.external_id,
             "cincer_influence": None if influence is None else round(float(influence), 6),
             "example": side_value(project, example),
             "example_title": f"Suspicious example: labelled {classes[example.label]}, the "
