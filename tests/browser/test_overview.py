@@ -42,6 +42,10 @@ def test_relabel_a_batch_from_a_cell(browser, live, breast_project):
     driver, project = browser, breast_project
     open_overview(driver, live, project)
     assert "From model version" in driver.find_element(By.ID, "status").text
+    # the crowd panels render beside it (their clicks: test_crowd_panel, make test-long)
+    WebDriverWait(driver, WAIT).until(
+        lambda d: "Krippendorff" in d.find_element(By.ID, "annotators-summary").text
+        and "browser-test" in d.find_element(By.ID, "sources").text)
     label, prediction = open_disagreeing_cell(driver)
     rows = driver.find_elements(By.CSS_SELECTOR, "#cell-list tbody tr[data-id]")
     ids = [int(r.get_attribute("data-id")) for r in rows][:3]

@@ -65,6 +65,7 @@
       el("option", {value: k, text: name})));
     load();
     loadPlot();
+    if (window.CincerCrowd) CincerCrowd.load(project, fail);   // annotators and sources
   }
 
   // -- the matrix ------------------------------------------------------------------------
@@ -274,6 +275,14 @@
 
   async function act(action) {
     if (!state.selected.size) { say("Select examples in the list or the plot first.", "info"); return; }
+    if (action === "gold") {                 // their current labels become trusted
+      try {
+        const done = await call("POST", `/projects/${state.project.id}/gold`,
+                                {example_ids: [...state.selected]});
+        say(`${done.total} examples marked as gold: annotators are checked on them.`, "info");
+      } catch (error) { fail(error, "marking gold examples"); }
+      return;
+    }
     const body = {action, example_ids: [...state.selected],
                   reason: $("reason").value.trim() || null};
     if (action === "relabel") body.label = Number($("relabel-to").value);
@@ -359,6 +368,7 @@
   $("do-relabel").addEventListener("click", () => act("relabel"));
   $("do-confirm").addEventListener("click", () => act("confirm"));
   $("do-remove").addEventListener("click", () => act("remove"));
+  $("do-gold").addEventListener("click", () => act("gold"));
   $("embedding").addEventListener("click", event => {
     const canvas = event.target, box = canvas.getBoundingClientRect();
     const x = (event.clientX - box.left) * canvas.width / box.width;
