@@ -43,7 +43,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 import requests
-from sqlalchemy import JSON, Boolean, Integer, String, Text, and_, or_, select, update
+from sqlalchemy import JSON, Boolean, Float, Integer, String, Text, and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -99,6 +99,7 @@ class LabelStudioLink(Base):
     auth_header: Mapped[str | None] = mapped_column(String(400), nullable=True)
     token_id: Mapped[int] = mapped_column(Integer)
     config: Mapped[dict] = mapped_column(JSON)
+    users: Mapped[dict | None] = mapped_column(JSON, nullable=True)     # id -> email
     review_project_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     webhooks_ready: Mapped[bool] = mapped_column(Boolean, default=False)
     pull_wanted: Mapped[bool] = mapped_column(Boolean, default=True)
@@ -121,6 +122,8 @@ class LabelStudioAnnotation(Base):
     label: Mapped[int] = mapped_column(Integer)
     annotator: Mapped[str] = mapped_column(String(200))
     deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The screening margin last written into the task's ``data.cincer_suspicion``.
+    suspicion_pushed: Mapped[float | None] = mapped_column(Float, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
@@ -220,14 +223,14 @@ class RestClient:
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"Token {access_token}"
 
-    def _call(self, method: str, path: str, **kwargs):
+    def _call(self, method: str, path: str, missing_ok: bool = False, **kwargs):
         try:
             response = self.session.request(method, self.base + path, timeout=HTTP_TIMEOUT,
                                             **kwargs)
         except requests.RequestException as exc:
             raise LabelStudioUnavailable(f"Label Studio at {self.base} is unreachable: "
                                          f"{type(exc).__name__}: {exc}") from None
-        if response.status_code == 404 and method == "DELETE":
+        if response.status_code == 404 and (missing_ok or method == "DELETE"):
             return None
         if response.status_code >= 400:
             raise LabelStudioUnavailable(f"Label Studio answered {response.status_code} to "
@@ -256,6 +259,14 @@ class RestClient:
         for p in predictions:
             self._call("POST", "/api/predictions/", json={"task": task["id"], **p})
         return task["id"]
+
+    def users(self) -> list[dict]:
+        answer = self._call("GET", "/api/users/")
+        return answer.get("results", []) if isinstance(answer, dict) else answer or []
+
+    def task(self, task_id: int) -> dict | None:
+        """The task, or ``None`` when it was deleted."""
+        return self._call("GET", f"/api/tasks/{task_id}/", missing_ok=True)
 
     def update_task_data(self, task_id: int, data: dict) -> None:
         self._call("PATCH", f"/api/tasks/{task_id}/", json={"data": data})
@@ -432,10 +443,14 @@ def annotation_label(config: dict, classes: list, annotation: dict, from_name=No
     return names.index(chosen)
 
 
-def annotator_name(annotation: dict) -> str:
+def annotator_name(annotation: dict, users: dict | None = None) -> str:
+    """``label-studio:<email>`` of the annotation's author (its id when the email is not
+    known yet: the sync reads Label Studio's users)."""
     who = annotation.get("completed_by")
     if isinstance(who, dict):
         who = who.get("email") or who.get("username") or who.get("id")
+    elif who is not None and users:
+        who = users.get(str(who), who)
     return f"label-studio:{who if who is not None else 'unknown'}"[:200]
 
 
@@ -489,11 +504,11 @@ def ingest_annotation(ctx: ServiceContext, pid: int, task: dict, annotation: dic
     annotation id. Validates everything before storing anything."""
     task_id = _int(task.get("id"), "task.id")
     annotation_id = _int(annotation.get("id"), "annotation.id")
-    actor = actor or annotator_name(annotation)
     with ctx.store.session() as s:
         project = project_row(s, pid)
         link = _link(s, pid)
         config, classes = link.config, list(project.classes)
+        actor = actor or annotator_name(annotation, link.users)
         known = s.scalar(select(LabelStudioAnnotation).where(
             LabelStudioAnnotation.project_id == pid,
             LabelStudioAnnotation.ls_annotation_id == annotation_id))
@@ -690,7 +705,7 @@ def apply_review_answer(ctx: ServiceContext, pid: int, principal: Principal | No
         if q.counterexample_id is None:
             counter_label = None
         status, counter_id = q.status, q.counterexample_id
-    actor = annotator_name(annotation)
+        actor = annotator_name(annotation, link.users)
     if token is None:
         raise BadInput("the integration's token is gone", {"token": ["connect again"]})
     who = Principal(token.id, pid, token.role, actor)
@@ -735,6 +750,7 @@ def on_query_event(s, pid: int, data: dict) -> None:
 
 
 webhooks.on("query.opened", on_query_event)
+webhooks.on("example.screened", on_query_event)
 webhooks.on("query.answered", on_query_event)
 
 
@@ -790,6 +806,10 @@ def _sync(ctx: ServiceContext, pid: int) -> dict:
                     link.backend_url, link.auth_header)
     client = client_of(link)
     ls_project_id, review_project_id, ready, backend_url, auth_header = snapshot
+    if due or not ready:
+        users = {str(u["id"]): u.get("email") or u.get("username") or str(u["id"])
+                 for u in client.users() if isinstance(u, dict) and "id" in u}
+        _update_link(ctx, pid, users=users)
     if review_project_id is None:
         review_project_id = client.create_project(
             f"{title} · CINCER review"[:50], review_config(kind, classes))
@@ -834,6 +854,7 @@ def _sync(ctx: ServiceContext, pid: int) -> dict:
                     except (BadInput, Conflict) as exc:
                         log.info("label studio sync: review of query %s: %s", qid, exc.message)
     counts["created"] = _push_reviews(ctx, pid, client, review_project_id)
+    counts["suspicion"] = _push_suspicion(ctx, pid, client)
     counts["removed"] = _remove_reviews(ctx, pid, client)
     _update_link(ctx, pid, synced_at=utcnow() if due else None, pull_wanted=False if due else None,
                  last_error=None)
@@ -878,6 +899,37 @@ def _push_reviews(ctx: ServiceContext, pid: int, client, review_project_id: int)
         created += 1
 
 
+def _suspicion_due(s, pid: int | None = None):
+    """``(task id, margin)`` of annotated tasks whose screening margin is not yet in their
+    data (one per task: its latest live annotation)."""
+    where = [LabelStudioAnnotation.deleted.is_(False), Example.screen_margin.is_not(None),
+             or_(LabelStudioAnnotation.suspicion_pushed.is_(None),
+                 LabelStudioAnnotation.suspicion_pushed != Example.screen_margin)]
+    if pid is not None:
+        where.append(LabelStudioAnnotation.project_id == pid)
+    return select(LabelStudioAnnotation.project_id, LabelStudioAnnotation.ls_task_id,
+                  Example.screen_margin).join(
+        Example, Example.id == LabelStudioAnnotation.example_id).where(*where).distinct()
+
+
+def _push_suspicion(ctx: ServiceContext, pid: int, client) -> int:
+    """Write each screened task's margin into its data (``cincer_suspicion``), so Label
+    Studio's Data Manager can sort by it."""
+    with ctx.store.session() as s:
+        due = s.execute(_suspicion_due(s, pid).limit(500)).all()
+    for _, task_id, margin in due:
+        task = client.task(task_id)
+        if task is not None:
+            data = dict(task.get("data") or {})
+            data[SUSPICION_FIELD] = round(float(margin), 6)
+            client.update_task_data(task_id, data)
+        with ctx.store.session() as s:
+            s.execute(update(LabelStudioAnnotation).where(
+                LabelStudioAnnotation.project_id == pid,
+                LabelStudioAnnotation.ls_task_id == task_id).values(suspicion_pushed=margin))
+    return len(due)
+
+
 def _remove_reviews(ctx: ServiceContext, pid: int, client) -> int:
     """Delete the review tasks whose query closed or was answered elsewhere."""
     with ctx.store.session() as s:
@@ -903,6 +955,7 @@ def unfinished(s, now) -> list[int]:
         LabelStudioLink, LabelStudioLink.project_id == Query.project_id).outerjoin(
         LabelStudioReview, LabelStudioReview.query_id == Query.id).where(
         Query.status.in_(OPEN_STATUSES), LabelStudioReview.id.is_(None)).distinct()))
+    pids |= {row.project_id for row in s.execute(_suspicion_due(s))}
     pids |= set(s.scalars(select(LabelStudioReview.project_id).join(
         Query, Query.id == LabelStudioReview.query_id).where(and_(
             LabelStudioReview.status == "open", Query.status.not_in(OPEN_STATUSES))).distinct()))

@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import func, select
 
 from cincer_service.service import label_studio, queries
-from cincer_service.service.label_studio import LabelStudioUnavailable
 from cincer_service.service.store import Example, JobBackoff
 from tests.api.conftest import ADMIN, assert_error, bearer
+from tests.support.fake_label_studio import FakeLabelStudio
 
 FEATURES = [f"f{i}" for i in range(30)]
 CONFIG = ('<View><Table name="row" value="$row"/>'
@@ -24,65 +24,9 @@ PROJECT = {"name": "breast-ls", "classes": ["malignant", "benign"], "input_shape
 LS_PROJECT = "7.1700000000"
 
 
-class FakeLabelStudio:
-    """What the integration calls of Label Studio, in memory."""
-
-    ids = itertools.count(1000)
-
-    def __init__(self):
-        self.projects, self.hooks, self.tasks_by_id, self.down = {}, [], {}, False
-        self.projects[7] = {"title": "breast", "label_config": CONFIG}
-
-    def _check(self):
-        if self.down:
-            raise LabelStudioUnavailable("Label Studio at http://fake is unreachable")
-
-    def create_project(self, title, label_config):
-        self._check()
-        pid = next(self.ids)
-        self.projects[pid] = {"title": title, "label_config": label_config}
-        return pid
-
-    def webhooks(self, project):
-        self._check()
-        return [h for h in self.hooks if h["project"] == project]
-
-    def create_webhook(self, project, url, headers):
-        self._check()
-        self.hooks.append({"id": next(self.ids), "project": project, "url": url,
-                           "headers": headers, "send_for_all_actions": False})
-
-    def update_webhook(self, webhook_id, headers):
-        self._check()
-        hook = next(h for h in self.hooks if h["id"] == webhook_id)
-        hook.update(headers=headers, send_for_all_actions=False)
-
-    def create_task(self, project, data, predictions):
-        self._check()
-        tid = next(self.ids)
-        self.tasks_by_id[tid] = {"id": tid, "project": project, "data": data,
-                                 "predictions": predictions, "annotations": []}
-        return tid
-
-    def update_task_data(self, task_id, data):
-        self._check()
-        self.tasks_by_id[task_id]["data"] = data
-
-    def delete_task(self, task_id):
-        self._check()
-        self.tasks_by_id.pop(task_id, None)
-
-    def tasks(self, project):
-        self._check()
-        return [t for t in list(self.tasks_by_id.values()) if t["project"] == project]
-
-    def review_tasks(self):
-        return [t for t in self.tasks_by_id.values() if label_studio.QUERY_FIELD in t["data"]]
-
-
 @pytest.fixture
 def fake(monkeypatch):
-    fake = FakeLabelStudio()
+    fake = FakeLabelStudio(7, CONFIG)
     monkeypatch.setattr(label_studio, "client_factory", lambda host, token: fake)
     return fake
 
@@ -272,6 +216,8 @@ def test_predictions_review_tasks_and_answers(client, ls, fake, service, breast)
     answered = queries.get_query(service, pid, q["id"])
     assert answered["status"] == "answered"
     assert answered["answer"]["annotator"] == "label-studio:reviewer@example.com"
+    screened = [t for t in fake.tasks_by_id.values() if t["project"] == 7]
+    assert screened and all(isinstance(t["data"]["cincer_suspicion"], float) for t in screened)
     assert answered["answer"]["example_label_name"] == "benign"
     history = client.get(f"/api/v1/projects/{pid}/examples/{q['example']['id']}",
                          headers=bearer(ADMIN)).json["history"]
@@ -321,6 +267,9 @@ def test_sync_repairs_a_missed_webhook_and_survives_label_studio_down(client, ls
     page = client.get(f"/api/v1/projects/{pid}/examples", headers=bearer(ADMIN)).json
     assert [(e["external_id"], e["label_name"]) for e in page["items"]] == [
         ("ls-task-4242", "benign")]
+    eid = page["items"][0]["id"]
+    history = client.get(f"/api/v1/projects/{pid}/examples/{eid}", headers=bearer(ADMIN)).json
+    assert history["history"][0]["actor"] == "label-studio:three@example.com"
     client.post(f"{ls['url']}/sync", headers=basic(ls["token"]))       # replays: no change
     assert count_examples(service, pid) == 1
 

@@ -25,6 +25,7 @@ def upgrade() -> None:
         sa.Column("auth_header", sa.String(400), nullable=True),
         sa.Column("token_id", sa.Integer(), nullable=False),
         sa.Column("config", sa.JSON(), nullable=False),
+        sa.Column("users", sa.JSON(), nullable=True),
         sa.Column("review_project_id", sa.Integer(), nullable=True),
         sa.Column("webhooks_ready", sa.Boolean(), nullable=False, server_default=sa.false()),
         sa.Column("pull_wanted", sa.Boolean(), nullable=False, server_default=sa.true()),
@@ -45,6 +46,7 @@ def upgrade() -> None:
         sa.Column("label", sa.Integer(), nullable=False),
         sa.Column("annotator", sa.String(200), nullable=False),
         sa.Column("deleted", sa.Boolean(), nullable=False, server_default=sa.false()),
+        sa.Column("suspicion_pushed", sa.Float(), nullable=True),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     )
     op.create_index("ux_label_studio_annotations", "label_studio_annotations",
