@@ -19,7 +19,7 @@ from tests.support.service import (
 def crowd_project(ctx, stream, **crowd):
     pid = new_project(ctx, retrain={"mode": "warm", "every_n_answers": 100000},
                       crowd=crowd)
-    examples.ingest(ctx, pid, items(stream, 0, BOOTSTRAP + 120))
+    examples.ingest(ctx, pid, items(stream, 0, BOOTSTRAP + 60))
     return pid
 
 
