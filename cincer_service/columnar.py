@@ -14,9 +14,14 @@ were written, then by example id):
   per file, its size and SHA-256.
 
 The directory appears atomically (written under a temporary name, then renamed), so a reader
-sees a whole state or none. ``load`` checks every file's size and, before its array is first
-used, its SHA-256: a missing, truncated or altered file raises ``CorruptState`` and is never
-used; ``load_or_build`` then moves the directory aside and rebuilds it from the database. The
+sees a whole state or none. ``load`` checks every file's size, the SHA-256 of the small files
+and of the large ones' ``.npy`` headers; the large arrays (``x``, ``h``, ``p``) carry one SHA-256
+per label partition, checked the first time that partition is read (``rows``), or all of them
+when the whole array is (``columns.h``). So a cold load reads ~25 bytes per example, and a
+counter-example hashes only the partition it scans, once per process. A missing, truncated or
+altered file raises ``CorruptState`` and is never used (``corrupt`` is then set, so the cache
+that holds it rebuilds); ``load_or_build`` moves the directory aside and rebuilds it from the
+database. The
 labels in the files are those of ``built_at``: the database stays the source of truth and
 later changes are applied over them (``ModelCache.training_state``).
 """
@@ -30,7 +35,6 @@ import shutil
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -40,7 +44,8 @@ log = logging.getLogger(__name__)
 
 FORMAT = 1
 ARRAYS = ("ids", "labels", "confirmed", "offsets", "positions", "x", "h", "p")
-EAGER = ("ids", "labels", "confirmed", "offsets", "positions", "h", "p")   # checked on load
+PARTITIONED = ("x", "h", "p")            # one checksum per label partition, checked on use
+EAGER = tuple(a for a in ARRAYS if a not in PARTITIONED)     # checked whole on load
 HASH_CHUNK = 16 * 2**20
 
 
@@ -74,17 +79,51 @@ class Columns:
     path: str
     manifest: dict
     arrays: dict = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    corrupt: bool = False
+    verified: set = field(default_factory=set)
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     def __getattr__(self, name):
         if name in ARRAYS:
-            arrays = self.__dict__["arrays"]
-            if name not in arrays:
-                with self.__dict__["_lock"]:
-                    if name not in arrays:
-                        arrays[name] = _map(self.path, self.manifest, name, verify=True)
-            return arrays[name]
+            array = self._array(name)
+            if name in PARTITIONED:                 # the whole array: every partition
+                for k in range(len(self.manifest["files"][name]["partitions"])):
+                    self._verify(name, k)
+            return array
         raise AttributeError(name)
+
+    def _array(self, name: str) -> np.ndarray:
+        arrays = self.__dict__["arrays"]
+        if name not in arrays:
+            with self._lock:
+                if name not in arrays:
+                    try:
+                        arrays[name] = _map(self.path, self.manifest, name,
+                                            verify=name not in PARTITIONED)
+                    except CorruptState:
+                        self.corrupt = True
+                        raise
+        return arrays[name]
+
+    def _verify(self, name: str, k: int) -> None:
+        if (name, k) in self.verified:
+            return
+        with self._lock:
+            if (name, k) in self.verified:
+                return
+            start, stop = self.partition(k)
+            block = self._array(name)[start:stop]
+            digest = hashlib.sha256(memoryview(np.ascontiguousarray(block)).cast("B"))
+            if digest.hexdigest() != self.manifest["files"][name]["partitions"][k]:
+                self.corrupt = True
+                raise CorruptState(f"{self.path}/{name}.npy: wrong checksum in partition {k}")
+            self.verified.add((name, k))
+
+    def rows(self, name: str, label: int) -> np.ndarray:
+        """The rows of partition ``label`` of array ``name`` (checked on first use)."""
+        self._verify(name, label)
+        start, stop = self.partition(label)
+        return self._array(name)[start:stop]
 
     @property
     def n(self) -> int:
@@ -129,6 +168,11 @@ def _map(path: str, manifest: dict, name: str, verify: bool) -> np.ndarray:
         raise CorruptState(f"{file}: {size} bytes, the manifest says {meta['bytes']}")
     if verify and file_sha256(file) != meta["sha256"]:
         raise CorruptState(f"{file}: wrong checksum")
+    if "header_sha256" in meta:
+        with open(file, "rb") as f:
+            header = f.read(meta["data_offset"])
+        if hashlib.sha256(header).hexdigest() != meta["header_sha256"]:
+            raise CorruptState(f"{file}: wrong header checksum")
     try:
         return np.load(file, mmap_mode="r")
     except (ValueError, OSError) as exc:
@@ -136,8 +180,9 @@ def _map(path: str, manifest: dict, name: str, verify: bool) -> np.ndarray:
 
 
 def load(path: str) -> Columns:
-    """Map the state in ``path``: every file's size is checked, and the checksums of all but
-    ``x`` (checked when it is first used), hashed in parallel. ``CorruptState`` otherwise."""
+    """Map the state in ``path``: every file's size is checked, the checksums of the small
+    files and of the large files' headers (their partitions are checked on use).
+    ``CorruptState`` otherwise."""
     try:
         with open(os.path.join(path, "manifest.json")) as f:
             manifest = json.load(f)
@@ -147,10 +192,11 @@ def load(path: str) -> Columns:
         raise CorruptState(f"{path}: unreadable manifest ({exc})") from exc
     if manifest.get("format") != FORMAT or set(manifest.get("files", {})) != set(ARRAYS):
         raise CorruptState(f"{path}: unknown format")
-    for name in ARRAYS:                         # sizes first: a truncated file fails fast
-        _map(path, manifest, name, verify=False)
-    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-        mapped = dict(zip(EAGER, pool.map(lambda a: _map(path, manifest, a, True), EAGER)))
+    for name in PARTITIONED:                    # sizes and headers; a truncated file fails
+        if "partitions" not in manifest["files"][name]:
+            raise CorruptState(f"{path}: {name} has no partition checksums")
+    mapped = {name: _map(path, manifest, name, verify=name not in PARTITIONED)
+              for name in ARRAYS}
     return Columns(path, manifest, mapped)
 
 
@@ -180,9 +226,25 @@ def write(path: str, ids, labels, confirmed, x, h_aug, probs, built_at: float,
         files = {}
         for name, array in arrays.items():
             file = os.path.join(tmp, f"{name}.npy")
-            np.save(file, np.ascontiguousarray(array))
-            files[name] = {"bytes": os.path.getsize(file), "sha256": file_sha256(file),
-                           "dtype": str(array.dtype), "shape": list(array.shape)}
+            array = np.ascontiguousarray(array)
+            np.save(file, array)
+            files[name] = {"bytes": os.path.getsize(file), "dtype": str(array.dtype),
+                           "shape": list(array.shape)}
+            if name in PARTITIONED:
+                with open(file, "rb") as f:
+                    if np.lib.format.read_magic(f) == (1, 0):
+                        np.lib.format.read_array_header_1_0(f)
+                    else:
+                        np.lib.format.read_array_header_2_0(f)
+                    offset = f.tell()
+                    f.seek(0)
+                    files[name].update(data_offset=offset,
+                                       header_sha256=hashlib.sha256(f.read(offset)).hexdigest())
+                files[name]["partitions"] = [
+                    hashlib.sha256(memoryview(array[offsets[k]:offsets[k + 1]]).cast("B"))
+                    .hexdigest() for k in range(n_classes)]
+            else:
+                files[name]["sha256"] = file_sha256(file)
         manifest = {"format": FORMAT, "n": len(ids), "classes": int(n_classes),
                     "input_shape": list(x.shape[1:]), "built_at": float(built_at),
                     "written_at": time.time(), "files": files}

@@ -193,7 +193,6 @@ class ModelState:
 # FISHER_SAMPLE_ROWS rows (``influence.stratified_sample``); a GPU always computes it exactly.
 FISHER_EXACT_MAX_ROWS = 2_000_000
 FISHER_SAMPLE_ROWS = 200_000
-COLUMNAR_FREE = LABEL_FREE | {"h_aug_tf", "probs_tf", "moved"}
 
 
 def gpu_available() -> bool:
@@ -317,21 +316,21 @@ class ColumnarState(ModelState):
         """``−r_kᵀ V ĥ_k`` (float32) for ``candidates`` (all with current label ``label``):
         one fused pass over the partition's slice, then the few moved-in rows."""
         start, stop = self.columns.partition(label)
-        h, p = self.columns.h, self.columns.p
         inside = (candidates >= start) & (candidates < stop)
         out = np.empty(len(candidates), np.float32)
         if inside.any():
-            out[inside] = self._scan(V, label, start, stop)[candidates[inside] - start]
-        if not inside.all():
+            out[inside] = self._scan(V, label)[candidates[inside] - start]
+        if not inside.all():                 # moved in from other partitions (the overlay)
             rows = candidates[~inside]
-            out[~inside] = influence.partition_scores_f32(V, h[rows], p[rows], label)
+            out[~inside] = influence.partition_scores_f32(V, self.columns.h[rows],
+                                                          self.columns.p[rows], label)
         return out
 
-    def _scan(self, V, label: int, lo: int, hi: int) -> np.ndarray:
+    def _scan(self, V, label: int) -> np.ndarray:
+        """Scores of every row of partition ``label`` (checked on its first read)."""
+        h, p = self.columns.rows("h", label), self.columns.rows("p", label)
         if gpu_available():
-            h, p = self.cached(("gpu", label, lo, hi), lambda: (
-                tf.constant(self.columns.h[lo:hi]), tf.constant(self.columns.p[lo:hi])))
+            h, p = self.cached(("gpu", label), lambda: (tf.constant(h), tf.constant(p)))
             W = tf.matmul(h, tf.constant(np.asarray(V, np.float32)), transpose_b=True)
             return (W[:, label] - tf.reduce_sum(W * p, axis=1)).numpy()
-        return influence.partition_scores_f32(V, self.columns.h[lo:hi], self.columns.p[lo:hi],
-                                              label)
+        return influence.partition_scores_f32(V, h, p, label)

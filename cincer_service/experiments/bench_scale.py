@@ -182,3 +182,68 @@ if __name__ == "__main__":      # python -m cincer_service.experiments.bench_sca
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
     print(json.dumps(bench_columnar(n, sample_rows=tuple(
         int(a) for a in sys.argv[2:]) or (FISHER_SAMPLE_ROWS,)), indent=1))
+
+
+def compare_scan_paths(n: int = 1_000_000, repeats: int = 30, cold_loads: int = 3,
+                       sample_rows: int = 20_000) -> dict:
+    """Before and after on one machine at the same moment: the per-row path (``bench``'s
+    ``bench_synthetic``: float64 tensors, a gather of the candidates) and the partition scan,
+    interleaved query by query (so both see the same load from other processes), wall and
+    process CPU milliseconds; and ``cold_loads`` cold loads of the state files. Both paths use
+    the same factor (a ``sample_rows`` estimate: the scan's cost does not depend on it)."""
+    import tensorflow as tf
+    h_aug, p, y = synthetic_arrays(n)
+    tmp = tempfile.mkdtemp(prefix="cincer-scale-")
+    path = os.path.join(tmp, "version")
+    out = {"n": n}
+    try:
+        columnar.write(path, ids=np.arange(1, n + 1, dtype=np.int64), labels=y,
+                       confirmed=np.zeros(n, bool), x=h_aug[:, :-1], h_aug=h_aug, probs=p,
+                       built_at=time.time(), n_classes=p.shape[1])
+        loads = []
+        for _ in range(cold_loads):
+            drop_page_cache(path)
+            t0 = time.perf_counter()
+            columns = columnar.load(path)
+            state = ColumnarState(None, columns)
+            candidates = {k: state.candidates(k) for k in range(columns.n_classes)}
+            loads.append(time.perf_counter() - t0)
+        out["state_load_seconds_cold"] = loads
+        t0 = time.perf_counter()                   # the first scan of a class checks it
+        columns.rows("h", 0), columns.rows("p", 0)
+        out["first_use_partition_check_seconds_cold"] = time.perf_counter() - t0
+        L = state.fisher_factor(sample_rows=sample_rows)
+        # the per-row path's inputs, as bench_synthetic holds them
+        h_tf, p_tf = tf.constant(h_aug.astype(np.float64)), tf.constant(p.astype(np.float64))
+        r_tf = influence.residuals(p_tf, y)
+        by_class = [tf.constant(np.flatnonzero(y == k)) for k in range(p.shape[1])]
+        L_tf = tf.constant(L)
+        h_q, p_q, preds, labels = _queries(repeats + 1)
+        rows = {"before": [], "after": []}
+        cpu = {"before": [], "after": []}
+        same = 0
+        for i in range(repeats + 1):
+            pred, label = int(preds[i]), int(labels[i])
+            w0, c0 = time.perf_counter(), time.process_time()
+            V = influence.query_vector(L_tf, influence.residuals(p_q[i][None], [label])[0],
+                                       h_q[i])
+            idx = by_class[pred]
+            scores = influence.counterexample_scores(V, tf.gather(r_tf, idx),
+                                                     tf.gather(h_tf, idx))
+            before = int(idx[int(tf.argmax(scores))]) + 1                  # an id
+            w1, c1 = time.perf_counter(), time.process_time()
+            after = int(columns.ids[_top1(state, L, h_q[i], p_q[i], pred, label, candidates)])
+            w2, c2 = time.perf_counter(), time.process_time()
+            if i:
+                rows["before"].append((w1 - w0) * 1e3)
+                rows["after"].append((w2 - w1) * 1e3)
+                cpu["before"].append((c1 - c0) * 1e3)
+                cpu["after"].append((c2 - c1) * 1e3)
+            same += before == after
+        out.update({f"counterexample_ms_{k}": float(np.median(v)) for k, v in rows.items()})
+        out.update({f"counterexample_cpu_ms_{k}": float(np.median(v)) for k, v in cpu.items()})
+        out["same_top1"] = f"{same}/{repeats + 1}"
+        out["loadavg"] = os.getloadavg()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out

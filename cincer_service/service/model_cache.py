@@ -168,18 +168,23 @@ class ModelCache:
         mapped, written by the first process that needs them and rebuilt from the database
         if they are missing or corrupt. The labels and confirmations in the files are those
         of when they were written; rows changed since (``updated_at``) are read again on each
-        call and applied over them, so the database stays the source of truth."""
+        call and applied over them, so the database stays the source of truth. A file found
+        corrupt while in use (a partition's checksum is checked on its first scan) fails that
+        use (``columnar.CorruptState``) and the next call rebuilds the state."""
         if self.state_dir is None:
             return self._memory_state(s, project, version)
         from .. import columnar
         from ..state import ColumnarState
         entry = self.entry(project, version)
         train_ids = np.frombuffer(version.train_ids, dtype=np.int64)
+        path = columnar.version_dir(self.state_dir, project.id, version.id, version.created_at)
         with entry["lock"]:
             state = entry["state"]
+            if state is not None and state.columns.corrupt:
+                # a partition failed its checksum while in use: never again, rebuild
+                columnar.discard(state.columns.path)
+                state = entry["state"] = None
             if state is None:
-                path = columnar.version_dir(self.state_dir, project.id, version.id,
-                                            version.created_at)
                 columns, rebuilt = columnar.load_or_build(
                     path, lambda: self._state_arrays(s, project, entry["classifier"], train_ids))
                 self.state_builds += int(rebuilt)

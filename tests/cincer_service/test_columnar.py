@@ -145,7 +145,14 @@ def test_a_corrupt_state_is_rebuilt_never_used(tmp_path, known, how):
     expected = np.array(good.h)
     corrupt(path, how)
     with pytest.raises(columnar.CorruptState):
-        columnar.load(path)
+        _ = columnar.load(path).h                 # a partition is checked when first read
+    if how == "checksum":                         # found in use: the holder discards it
+        columns = columnar.load(path)
+        assert columns.rows("h", 0) is not None   # an intact partition is fine
+        with pytest.raises(columnar.CorruptState):
+            columns.rows("h", int(np.max(known[2])))   # the last rows: the last partition
+        assert columns.corrupt
+        columnar.discard(path)
     builds = []
 
     def build():
@@ -171,6 +178,7 @@ def test_the_inputs_file_is_checked_on_first_use(tmp_path, known):
     columns = columnar.load(path)                 # x is hashed when first used
     with pytest.raises(columnar.CorruptState):
         _ = columns.x
+    assert columns.corrupt
     manifest = json.load(open(os.path.join(path, "manifest.json")))
     assert manifest["files"]["x"]["shape"] == [N, D]
 

@@ -3,6 +3,7 @@ process's cache, label changes as an overlay, a corrupt file rebuilt from the da
 import os
 
 import numpy as np
+import pytest
 
 from cincer_service import columnar
 from cincer_service.counterexamples import get_strategy
@@ -68,7 +69,11 @@ def test_state_files_overlay_and_rebuild(tmp_path, stream):
         f.write(b"\x00\x00\x80\x7f")
     fresh = ModelCache(state_dir=os.path.join(str(tmp_path), "state"))
     state, ids, confirmed, db, _ = states(ctx, pid, fresh)
-    assert fresh.state_builds == 1
+    assert fresh.state_builds == 0                    # mapped: partitions checked on use
+    with pytest.raises(columnar.CorruptState):
+        _ = state.columns.p
+    state, ids, confirmed, db, _ = states(ctx, pid, fresh)
+    assert fresh.state_builds == 1                    # the next use rebuilt it
     assert np.all(np.isfinite(state.columns.p))
     assert_current(state, ids, confirmed, db)
     columnar.load(path)                               # whole again
