@@ -82,10 +82,30 @@ def build_context(settings: Settings | None = None,
 
 
 # -- row lookups shared by the families (each takes an open session) ----------------------
-def project_row(s, pid: int, lock: bool = False) -> Project:
-    """The project, row-locked when ``lock``; ``NotFound`` when it does not exist."""
-    project = s.get(Project, pid, with_for_update=lock or None,
-                    populate_existing=lock or None)
+# How a transaction may hold its project. ``True``: exclusively, as every batch writer does
+# (ingest, screening, overview actions, retrain). ``"share"``: many holders at once,
+# excluding the exclusive ones; a plain answer holds it so, locks only its own examples (in id
+# order), and bumps the project's counters in SQL (an UPDATE that waits only for another
+# counter UPDATE). On PostgreSQL the lock is a transaction-level advisory lock, shared or
+# exclusive, whose queue is fair (a waiting exclusive holder is not starved by sharers, as it
+# would be behind row locks), plus FOR UPDATE on the row when exclusive; SQLite serialises
+# its writers anyway.
+PROJECT_LOCK_CLASS = 0x43494E50          # "CINP": the advisory lock's first key
+PROJECT_LOCK_MODES = (True, "share")
+
+
+def project_row(s, pid: int, lock: bool | str = False) -> Project:
+    """The project, locked when ``lock`` (``True`` or ``"share"``, see
+    ``PROJECT_LOCK_MODES``); ``NotFound`` when it does not exist."""
+    if lock:
+        if lock not in PROJECT_LOCK_MODES:
+            raise ValueError(f"unknown project lock {lock!r}")
+        if s.get_bind().dialect.name == "postgresql":
+            take = (func.pg_advisory_xact_lock_shared if lock == "share"
+                    else func.pg_advisory_xact_lock)
+            s.execute(select(take(PROJECT_LOCK_CLASS, pid % 2**31)))
+    project = s.get(Project, pid, with_for_update=True if lock is True else None,
+                    populate_existing=bool(lock) or None)
     if project is None:
         raise NotFound(f"project {pid} does not exist", {"project_id": pid})
     return project

@@ -67,13 +67,15 @@ class Outcome:
 
 def change_labels(s, pid: int, changes: list[LabelChange], actor: str,
                   query_id: int | None = None, reason: str | None = None, now=None,
-                  skip_unchanged: bool = False) -> Outcome:
+                  skip_unchanged: bool = False, project_lock: bool | str = True) -> Outcome:
     """Apply ``changes`` to project ``pid``'s examples in the open session ``s`` (see the
     module docstring). With ``skip_unchanged`` a change that would change nothing (same
     label; removing a removed example) records no event. Examples must belong to the
-    project (``KeyError`` otherwise: callers check first)."""
+    project (``KeyError`` otherwise: callers check first). ``project_lock`` is how the
+    transaction holds the project (``context.PROJECT_LOCK_MODES``): a plain answer holds it
+    shared."""
     now = now or utcnow()
-    project = project_row(s, pid, lock=True)
+    project = project_row(s, pid, lock=project_lock)
     ids = sorted({c.example_id for c in changes})
     rows = {e.id: e for e in s.scalars(
         select(Example).where(Example.project_id == pid, Example.id.in_(ids))

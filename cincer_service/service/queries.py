@@ -233,8 +233,7 @@ def answer_query(ctx: ServiceContext, pid: int, qid: int, example_label,
     answer (also concurrently) returns the stored result; an answer on a lost lease or a
     different answer to an answered query is a ``Conflict``."""
     with ctx.store.session() as s:
-        project = project_row(s, pid, lock=True)        # the lock order: project first
-        q = query_row(s, pid, qid)
+        project, q, lock = lock_for_answer(s, pid, qid)     # the lock order: project first
         example_label, counterexample_label = check_answer(
             project, q, example_label, counterexample_label, counterexample_not_sure)
         now = utcnow()
@@ -271,7 +270,8 @@ def answer_query(ctx: ServiceContext, pid: int, qid: int, example_label,
                 if counterexample_label is not None:
                     changes.append(LabelChange(q.counterexample_id, counterexample_label,
                                                "answer_counterexample"))
-                change_labels(s, pid, changes, principal.name, query_id=qid, now=now)
+                change_labels(s, pid, changes, principal.name, query_id=qid, now=now,
+                              project_lock=lock)
                 count_towards_retrain(s, pid, 1)
                 crowd.record_single(s, project, q, annotator, principal, example_label,
                                     counterexample_label, now)
@@ -290,6 +290,25 @@ def answer_query(ctx: ServiceContext, pid: int, qid: int, example_label,
                            "by another annotator, or was never leased)",
                            {"query_id": qid, "status": q.status})
     raise conflict          # after the commit that gave the pair back for its rebuild
+
+
+def lock_for_answer(s, pid: int, qid: int) -> tuple[Project, Query, bool | str]:
+    """``(project, query, lock)`` with the project row locked for answering ``qid``: shared
+    for a plain answer (20 annotators answer at once instead of queueing on the project),
+    exclusively for a crowd's (overlap or gold: its slots and consensus are decided one
+    answer at a time). The kind is read before locking and checked again after; if it
+    changed meanwhile the lock is taken again, exclusively."""
+    def plain(project: Project, q: Query) -> bool:
+        return not crowd.overlap(project) and q.origin != crowd.GOLD
+    lock = "share" if plain(project_row(s, pid), query_row(s, pid, qid)) else True
+    project = project_row(s, pid, lock=lock)
+    q = s.get(Query, qid, populate_existing=True)
+    if lock == "share" and not plain(project, q):
+        s.rollback()
+        lock = True
+        project = project_row(s, pid, lock=lock)
+        q = s.get(Query, qid, populate_existing=True)
+    return project, q, lock
 
 
 def reopen_changed_pair(s, q: Query, project: Project) -> Conflict:

@@ -262,7 +262,11 @@ class Http:
 # -- projects over HTTP --------------------------------------------------------------------
 def create_project(admin: Http, **spec) -> int:
     body = {"name": "faults", "classes": ["a", "b"], "input_shape": [DIMENSIONS],
-            "model": {"kind": "lr", "max_epochs": 2000, "warm_epochs": 20},
+            # The fault tests need a model that separates the synthetic classes from its
+            # 30 bootstrap examples (every flipped example is doubted): the validation
+            # schedule fits to convergence; warm retraining's default stops at an accuracy.
+            "model": {"kind": "lr", "max_epochs": 2000, "warm_epochs": 20,
+                      "schedule": "validation"},
             "threshold": 0.0, "strategy": "top_fisher", "bootstrap_size": BOOTSTRAP,
             "retrain": {"mode": "warm", "every_n_answers": 1000}}
     body.update(spec)
