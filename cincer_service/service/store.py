@@ -111,7 +111,9 @@ class Example(Base):
     __tablename__ = "examples"
     __table_args__ = (Index("ix_examples_project_status", "project_id", "status"),
                       Index("ux_examples_project_external_id", "project_id", "external_id",
-                            unique=True))
+                            unique=True),
+                      # the columnar state's overlay: rows changed since (0009_columnar)
+                      Index("ix_examples_project_updated", "project_id", "updated_at"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
