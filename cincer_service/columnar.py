@@ -152,7 +152,9 @@ class Columns:
         return self.x.reshape((self.n, *self.input_shape))
 
     def mapped_bytes(self) -> int:
-        return sum(int(a.nbytes) for a in self.arrays.values())
+        """Bytes of the maps a worker keeps warm: all but ``x`` until something reads it."""
+        read_x = any(name == "x" for name, _ in self.verified)
+        return sum(int(a.nbytes) for name, a in self.arrays.items() if name != "x" or read_x)
 
 
 def _map(path: str, manifest: dict, name: str, verify: bool) -> np.ndarray:
