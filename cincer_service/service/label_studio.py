@@ -943,16 +943,24 @@ def _push_suspicion(ctx: ServiceContext, pid: int, client) -> int:
 
 
 def _remove_reviews(ctx: ServiceContext, pid: int, client) -> int:
-    """Delete the review tasks whose query closed or was answered elsewhere."""
+    """Delete the review tasks whose query closed or was answered elsewhere, and those of
+    pairs rebuilt since (``refresh``: their review task is created again, current)."""
     with ctx.store.session() as s:
-        rows = s.execute(select(LabelStudioReview.query_id, LabelStudioReview.ls_task_id)
+        rows = s.execute(select(LabelStudioReview.query_id, LabelStudioReview.ls_task_id,
+                                Query.status.in_(OPEN_STATUSES))
                          .join(Query, Query.id == LabelStudioReview.query_id).where(
             LabelStudioReview.project_id == pid, LabelStudioReview.status == "open",
-            Query.status.not_in(OPEN_STATUSES))).all()
-    for qid, task_id in rows:
+            or_(Query.status.not_in(OPEN_STATUSES),
+                Query.refreshed_at > LabelStudioReview.created_at))).all()
+    for qid, task_id, rebuilt in rows:
         if task_id is not None:
             client.delete_task(task_id)
-        _set_review(ctx, qid, "removed", None)
+        if rebuilt:
+            with ctx.store.session() as s:
+                s.execute(LabelStudioReview.__table__.delete().where(
+                    LabelStudioReview.query_id == qid))
+        else:
+            _set_review(ctx, qid, "removed", None)
     return len(rows)
 
 
@@ -970,7 +978,9 @@ def unfinished(s, now) -> list[int]:
     pids |= {row.project_id for row in s.execute(_suspicion_due(s))}
     pids |= set(s.scalars(select(LabelStudioReview.project_id).join(
         Query, Query.id == LabelStudioReview.query_id).where(and_(
-            LabelStudioReview.status == "open", Query.status.not_in(OPEN_STATUSES))).distinct()))
+            LabelStudioReview.status == "open", or_(
+                Query.status.not_in(OPEN_STATUSES),
+                Query.refreshed_at > LabelStudioReview.created_at))).distinct()))
     return sorted(pids)
 
 
