@@ -9,7 +9,8 @@ prior ``π``. Dawid and Skene's posterior for an item with answers ``{(a, l_a)}`
 with ``w_a = 1`` (``FLAGGED_WEIGHT`` for a flagged annotator). The classifier votes too,
 with its probabilities ``p`` instead of one class (CROWDLAB's idea: the model is a voter
 whose weight follows how well it agrees with the consensus): its factor is
-``Σ_l θ_m[k, l] p_l``, and ``θ_m`` is learned like an annotator's matrix.
+``(Σ_l θ_m[k, l] p_l)^MODEL_VOTE_WEIGHT``, and ``θ_m`` is learned like an annotator's
+matrix (the batch EM, ``dawid_skene``, uses the factor to the power 1).
 
 Every ``θ`` is the row-normalised sum of soft counts ``N_a[k, l] = Σ_items P(k | item)
 [a answered l]`` and a pseudo-count of ``CROWD_SHRINK_STRENGTH`` answers at the voter's own
@@ -37,6 +38,7 @@ from .catalog import (
     FLAGGED_WEIGHT,
     MODEL_PRIOR_ACCURACY,
     MODEL_PRIOR_STRENGTH,
+    MODEL_VOTE_WEIGHT,
 )
 
 MODEL = "__model__"          # the key of the classifier's confusion counts
@@ -106,7 +108,8 @@ class Crowd:
         base = np.log(self.class_prior())
         if probabilities is not None:
             p = np.asarray(probabilities, dtype=float)
-            base = base + np.log(np.maximum(self.theta(MODEL) @ p, 1e-300))
+            base = base + MODEL_VOTE_WEIGHT * np.log(np.maximum(self.theta(MODEL) @ p,
+                                                                1e-300))
         terms = []
         for key, label in votes:
             weight = FLAGGED_WEIGHT if key in self.flagged else 1.0

@@ -5,6 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
+from cincer_service.catalog import MODEL_VOTE_WEIGHT
 from cincer_service.consensus import (
     MODEL,
     Crowd,
@@ -33,8 +34,9 @@ def simulated_crowd(seed=0, n=300, c=4, accuracies=(0.95, 0.85, 0.75, 0.65, 0.6)
     return table, truth
 
 
-def slow_posterior(prior, thetas, votes, theta_m=None, p=None):
-    """π_k Π_a θ_a[k, l_a] (· Σ_l θ_m[k, l] p_l), normalised, one class at a time."""
+def slow_posterior(prior, thetas, votes, theta_m=None, p=None, weight=1.0):
+    """π_k Π_a θ_a[k, l_a] (· (Σ_l θ_m[k, l] p_l)^weight), normalised, one class at a
+    time."""
     c = len(prior)
     scores = []
     for k in range(c):
@@ -42,7 +44,7 @@ def slow_posterior(prior, thetas, votes, theta_m=None, p=None):
         for key, label in votes:
             score *= thetas[key][k][label]
         if p is not None:
-            score *= sum(theta_m[k][j] * p[j] for j in range(c))
+            score *= sum(theta_m[k][j] * p[j] for j in range(c)) ** weight
         scores.append(score)
     total = sum(scores)
     return np.array([x / total for x in scores])
@@ -57,12 +59,12 @@ def test_posterior_is_the_product_formula():
     p = rng.dirichlet(np.ones(c))
     votes = [(0, 2), (1, 0)]
     expected = slow_posterior(crowd.class_prior(), {0: crowd.theta(0), 1: crowd.theta(1)},
-                              votes, crowd.theta(MODEL), p)
+                              votes, crowd.theta(MODEL), p, MODEL_VOTE_WEIGHT)
     assert np.allclose(crowd.posterior(votes, p), expected)
     # leave-one-out: the posterior without the vote, at the vote's label
     loo = crowd.leave_one_out(votes, p)
     alone = slow_posterior(crowd.class_prior(), {1: crowd.theta(1)}, [(1, 0)],
-                           crowd.theta(MODEL), p)
+                           crowd.theta(MODEL), p, MODEL_VOTE_WEIGHT)
     assert np.isclose(loo[0], alone[2])
 
 
