@@ -34,6 +34,7 @@ from cincer_service.service.dispatch import Dispatcher
 from cincer_service.service.jobs import (
     COMPUTE,
     JOBS,
+    PRIORITIES,
     QUEUES,
     RECONCILE,
     Submission,
@@ -70,12 +71,16 @@ def make_celery(settings, name: str = "cincer", task_cls=None) -> Celery:
         task_publish_retry_policy={"max_retries": 2, "interval_start": 0,
                                    "interval_step": 0.2, "interval_max": 0.5},
         broker_connection_retry_on_startup=True,
+        # One Redis list per priority level (jobs.PRIORITIES), read highest first.
+        broker_transport_options={"priority_steps": sorted(set(PRIORITIES.values())),
+                                  "queue_order_strategy": "priority"},
         worker_hijack_root_logger=False,
         task_routes=task_routes(),
         task_default_queue=RECONCILE.queue,
         beat_schedule={"reconcile": {"task": RECONCILE.task_name,
                                      "schedule": float(settings.reconcile_seconds),
-                                     "options": {"expires": float(settings.reconcile_seconds)}}},
+                                     "options": {"expires": float(settings.reconcile_seconds),
+                                                 "priority": RECONCILE.priority}}},
         include=["tasks.jobs"],
     )
     return celery_app
@@ -309,7 +314,7 @@ class CeleryDispatcher(Dispatcher):
             log.debug("%s already queued", submission)
             return
         self.celery_app.send_task(job.task_name, args=list(submission.values),
-                                  queue=queue, ignore_result=True)
+                                  queue=queue, ignore_result=True, priority=job.priority)
 
     def _mark_queued(self, submission: Submission, queue: str | None = None) -> bool:
         """True when no identical job is waiting in ``queue`` (and marks this one as

@@ -28,6 +28,10 @@ from .store import PENDING_FOLLOWUPS, Audit, JobBackoff, Query
 COMPUTE = "compute"          # counter-examples, screening, retrains: the GPU host's queue
 BACKGROUND = "background"    # audits, overviews, webhooks, the reconciler: CPU hosts
 QUEUES = (COMPUTE, BACKGROUND)
+# Within a queue, lower runs first (the broker keeps one list per level): what an annotator
+# or an assistant waits for comes before bulk work, so a counter-example job sent again after
+# its worker was killed does not wait behind a backlog of screens and retrains.
+PRIORITIES = {"interactive": 0, "default": 5, "bulk": 9}
 
 
 # -- argument types ------------------------------------------------------------------------
@@ -123,10 +127,12 @@ class Submission:
 class Job:
     """A background job (see the module docstring)."""
 
-    def __init__(self, name: str, arg: type, queue: str, progress: bool = False):
+    def __init__(self, name: str, arg: type, queue: str, progress: bool = False,
+                 priority: str = "default"):
         if queue not in QUEUES:
             raise ValueError(f"unknown queue {queue!r}")
         self.name, self.arg, self.queue, self.progress = name, arg, queue, progress
+        self.priority = PRIORITIES[priority]
         self.run: Callable | None = None
         self.unfinished: Callable | None = None
 
@@ -154,13 +160,13 @@ class Job:
 
 
 SCREEN = Job("screen", ProjectArg, COMPUTE)
-COUNTEREXAMPLE = Job("counterexample", QueryArg, COMPUTE)
-RETRAIN = Job("retrain", ProjectArg, COMPUTE, progress=True)
+COUNTEREXAMPLE = Job("counterexample", QueryArg, COMPUTE, priority="interactive")
+RETRAIN = Job("retrain", ProjectArg, COMPUTE, progress=True, priority="bulk")
 REFRESH = Job("refresh", ProjectArg, COMPUTE)
-AUDIT = Job("audit", AuditArg, BACKGROUND, progress=True)
-OVERVIEW = Job("overview", ProjectArg, BACKGROUND, progress=True)
+AUDIT = Job("audit", AuditArg, BACKGROUND, progress=True, priority="bulk")
+OVERVIEW = Job("overview", ProjectArg, BACKGROUND, progress=True, priority="bulk")
 DELIVER_WEBHOOKS = Job("deliver_webhooks", ProjectArg, BACKGROUND)
-RECONCILE = Job("reconcile", NoArg, BACKGROUND)
+RECONCILE = Job("reconcile", NoArg, BACKGROUND, priority="interactive")
 LABEL_STUDIO_SYNC = Job("label_studio_sync", ProjectArg, BACKGROUND)   # service.label_studio
 
 JOBS: dict[str, Job] = {job.name: job for job in (

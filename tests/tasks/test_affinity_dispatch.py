@@ -37,8 +37,8 @@ def test_compute_jobs_follow_their_project_owner(tmp_path, monkeypatch):
     monkeypatch.setattr(adapter, "redis_client", lambda url: fake)
     sent = []
     app = SimpleNamespace(conf=SimpleNamespace(broker_url="redis://unused"),
-                          send_task=lambda name, args, queue, ignore_result: sent.append(
-                              (name, tuple(args), queue)))
+                          send_task=lambda name, args, queue, ignore_result, priority:
+                          sent.append((name, tuple(args), queue)))
     ctx = make_context(tmp_path, dispatcher=None)
     for name in ("w1", "w2", "w3"):
         workers.register_worker(ctx, name, ["compute", f"compute.{name}"], CPU)
