@@ -38,7 +38,6 @@ from __future__ import annotations
 import base64
 import io
 import logging
-import time
 import xml.etree.ElementTree as ET
 from datetime import datetime, timedelta
 
@@ -76,7 +75,6 @@ SUSPICION_FIELD = "cincer_suspicion"        # task data: the Data Manager sorts 
 PAIR_TAG = "cincer_pair"                    # task data of a review task
 QUERY_FIELD = "cincer_query_id"
 PULL_SECONDS = 300.0                        # the scheduled pull of every annotation
-SUSPICION_SECONDS = 0.5                     # suspicion writes per sync run, at most
 PAGE = 100
 HTTP_TIMEOUT = 10.0
 WEBHOOK_ACTIONS = ["ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED"]
@@ -915,21 +913,21 @@ def _suspicion_due(s, pid: int | None = None):
 
 def _push_suspicion(ctx: ServiceContext, pid: int, client) -> int:
     """Write screened tasks' margins into their data (``cincer_suspicion``), so Label
-    Studio's Data Manager can sort by it: for at most ``SUSPICION_SECONDS`` per run (two
-    calls per task), so review tasks are never long behind them; the reconciler submits
-    the sync again while some are due."""
+    Studio's Data Manager can sort by it. Review tasks come first: this stops as soon as
+    the project has an example waiting for screening or a counter-example being computed
+    (checked before each task: two calls to Label Studio), and the reconciler submits the
+    sync again while some are due."""
     with ctx.store.session() as s:
-        busy = s.scalar(select(Example.id).where(
-            Example.project_id == pid, Example.status == "pending").limit(1)) is not None \
-            or s.scalar(select(Query.id).where(
-                Query.project_id == pid, Query.status == "computing").limit(1)) is not None
-        # Review tasks first: while screening or counter-examples are under way, later.
-        due = [] if busy else s.execute(_suspicion_due(s, pid).limit(500)).all()
-    start, done = time.monotonic(), 0
+        due = s.execute(_suspicion_due(s, pid).limit(500)).all()
+    done = 0
     for _, task_id, margin in due:
-        if time.monotonic() - start > SUSPICION_SECONDS:
+        with ctx.store.session() as s:
+            busy = s.scalar(select(Example.id).where(
+                Example.project_id == pid, Example.status == "pending").limit(1)) is not None \
+                or s.scalar(select(Query.id).where(
+                    Query.project_id == pid, Query.status == "computing").limit(1)) is not None
+        if busy:
             break
-        done += 1
         task = client.task(task_id)
         if task is not None:
             data = dict(task.get("data") or {})
@@ -939,6 +937,7 @@ def _push_suspicion(ctx: ServiceContext, pid: int, client) -> int:
             s.execute(update(LabelStudioAnnotation).where(
                 LabelStudioAnnotation.project_id == pid,
                 LabelStudioAnnotation.ls_task_id == task_id).values(suspicion_pushed=margin))
+        done += 1
     return done
 
 

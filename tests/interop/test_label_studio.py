@@ -299,6 +299,24 @@ def test_label_studio_end_to_end(api, label_studio, cincer):
     REPORT["review_answers_applied"] = len(answered)
     REPORT["annotator_name"] = answered and done["answer"]["annotator"]
 
+    # our webhook handler alone (Label Studio gives it 1 s): new annotations posted the way
+    # Label Studio posts them, timed from here
+    handler_ms = []
+    for k in range(20):
+        i = 300 + k
+        body = {"action": "ANNOTATION_CREATED",
+                "task": {"id": 900_000 + k, "data": {"text": as_text(images[i])}},
+                "annotation": {"id": 900_000 + k, "task": 900_000 + k, "completed_by": 1,
+                               "result": [choice("digit", "text", CLASSES[labels[i]])]}}
+        t0 = time.monotonic()
+        answer = requests.post(f"{text['url']}/webhook", json=body, timeout=30,
+                               auth=("label-studio", text["token"]))
+        handler_ms.append((time.monotonic() - t0) * 1000)
+        assert answer.status_code == 200 and answer.json()["outcome"] == "created", answer.text
+        time.sleep(0.2)
+    REPORT["webhook_handler_ms"] = {"n": len(handler_ms),
+                                    "p50": round(float(np.percentile(handler_ms, 50)), 1),
+                                    "p99": round(float(np.percentile(handler_ms, 99)), 1)}
     step("lost webhook")
     # 8. a lost webhook delivery, repaired by the sync ----------------------------------
     hook = next(h for h in api.ls_call("GET", "/api/webhooks/", params={"project": text["ls"]})
