@@ -280,6 +280,26 @@ def discard(path: str) -> None:
     shutil.rmtree(aside, ignore_errors=True)
 
 
+def prune(path: str, keep: int = 2) -> list[str]:
+    """Delete the state directories of a project's older versions: all but the ``keep``
+    newest (by version row id) beside ``path``, which always stays. A process that still
+    maps an old file keeps its pages (the kernel frees them once unmapped). Returns what
+    was deleted."""
+    parent = os.path.dirname(path)
+
+    def version_id(name):
+        try:
+            return int(name.split("-")[1])
+        except (IndexError, ValueError):
+            return None
+    names = sorted((n for n in os.listdir(parent) if n.startswith("version-")
+                    and version_id(n) is not None), key=version_id)
+    doomed = [n for n in names[:-keep] if os.path.join(parent, n) != path] if keep else []
+    for name in doomed:
+        discard(os.path.join(parent, name))
+    return doomed
+
+
 def load_or_build(path: str, build) -> tuple[Columns, bool]:
     """``(columns, rebuilt)``: the state in ``path`` if it is whole, otherwise ``build()``'s
     arrays (a dict of ``write``'s keyword arguments) written there and mapped."""

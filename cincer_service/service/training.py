@@ -210,6 +210,9 @@ def warm_state(ctx: ServiceContext, pid: int, number: int) -> None:
             if version is None:
                 return
             state, _, _, entry = ctx.models.training_state(s, project, version)
+        if hasattr(state, "columns"):          # older versions' files: this one and one more
+            from .. import columnar
+            columnar.prune(state.columns.path, keep=2)
         if strategy == "top_fisher":
             with entry["lock"]:
                 _ = state.top_fisher_factor_np

@@ -196,3 +196,11 @@ def test_stratified_estimate_is_unbiased_in_weight_and_close(known, tmp_path):
     estimate = influence.weighted_top_fisher_np(columns.p[idx], columns.h[idx], w, 1e-3)
     assert np.linalg.norm(estimate - exact) / np.linalg.norm(exact) < 0.2
     assert state.fisher_factor(sample_rows=1000).shape == exact.shape
+
+
+def test_prune_keeps_the_newest_versions(tmp_path, known):
+    paths = [str(tmp_path / f"version-{v}-0") for v in (3, 10, 7)]
+    for path in paths:
+        write_state(path, known)
+    assert columnar.prune(paths[1], keep=2) == ["version-3-0"]
+    assert sorted(os.listdir(tmp_path)) == ["version-10-0", "version-7-0"]
