@@ -27,7 +27,7 @@ from ..cleaning import NoisyOracle, PerfectOracle, cincer_step
 from ..counterexamples import NoCandidates, get_strategy
 from ..datasets import inject_noise, load_dataset
 from ..models import Classifier
-from ..spec import RETRAIN_MODES
+from ..spec import RETRAIN_MODES, TrainingDefaults
 from ..state import ModelState
 from .config import SimulationConfig, defaults_set, strategy_plan
 from .stats import mean_se, summarize_simulation
@@ -262,8 +262,11 @@ def compare_defaults(config: SimulationConfig, sets: list[str], modes: list[str]
                 per_seed = {r["seed"]: {"n_cleaned": r["n_cleaned"], "f1": r["f1"]}
                             for r in document["runs"] if r["strategy"] == strategy}
                 summary = document["summary"][strategy]
+                used = document["config"]          # images and text stay unstandardized
+                label = TrainingDefaults(used["schedule"], used["standardize"],
+                                         used["damping"]).label()
                 row = {"dataset": config.dataset, "mode": mode, "set": name,
-                       "training": asdict(training), "label": training.label(),
+                       "training": asdict(training), "label": label,
                        "strategy": strategy, "seeds": sorted(per_seed),
                        **{k: summary[k] for k in ("n_cleaned_mean", "n_cleaned_se", "f1_mean",
                                                   "f1_se", "dev_f1_mean", "dev_f1_se")},
