@@ -60,6 +60,13 @@ def version_dir(root: str, project_id: int, version_id: int, created_at: datetim
     return os.path.join(root, f"project-{int(project_id)}", f"version-{int(version_id)}-{stamp}")
 
 
+def _bytes_of(rows: np.ndarray) -> memoryview:
+    """The rows' bytes without a copy, for hashing; an empty partition (a class with no
+    training example) hashes as no bytes (a memoryview of a 2-D array with no rows cannot
+    be cast to bytes)."""
+    return memoryview(np.ascontiguousarray(rows).reshape(-1)).cast("B")
+
+
 def file_sha256(path: str) -> str:
     """SHA-256 of a file, read in chunks (hashlib releases the GIL: files hash in parallel)."""
     digest = hashlib.sha256()
@@ -113,7 +120,7 @@ class Columns:
                 return
             start, stop = self.partition(k)
             block = self._array(name)[start:stop]
-            digest = hashlib.sha256(memoryview(np.ascontiguousarray(block)).cast("B"))
+            digest = hashlib.sha256(_bytes_of(block))
             if digest.hexdigest() != self.manifest["files"][name]["partitions"][k]:
                 self.corrupt = True
                 raise CorruptState(f"{self.path}/{name}.npy: wrong checksum in partition {k}")
@@ -243,7 +250,7 @@ def write(path: str, ids, labels, confirmed, x, h_aug, probs, built_at: float,
                     files[name].update(data_offset=offset,
                                        header_sha256=hashlib.sha256(f.read(offset)).hexdigest())
                 files[name]["partitions"] = [
-                    hashlib.sha256(memoryview(array[offsets[k]:offsets[k + 1]]).cast("B"))
+                    hashlib.sha256(_bytes_of(array[offsets[k]:offsets[k + 1]]))
                     .hexdigest() for k in range(n_classes)]
             else:
                 files[name]["sha256"] = file_sha256(file)

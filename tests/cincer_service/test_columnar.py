@@ -204,3 +204,18 @@ def test_prune_keeps_the_newest_versions(tmp_path, known):
         write_state(path, known)
     assert columnar.prune(paths[1], keep=2) == ["version-3-0"]
     assert sorted(os.listdir(tmp_path)) == ["version-10-0", "version-7-0"]
+
+
+def test_a_class_without_training_examples_has_an_empty_partition(tmp_path, known):
+    """A bootstrap that misses a class (9 of 10 here): its partition is written, checked
+    and read as no rows (hashing it once failed: a memoryview of no rows cannot be cast)."""
+    clf, X, y, ids = known
+    keep = y != 3
+    h, p = clf.fast_forward(X[keep])
+    columnar.write(str(tmp_path / "v"), ids=ids[keep], labels=y[keep],
+                   confirmed=np.zeros(int(keep.sum()), bool), x=X[keep],
+                   h_aug=influence.augment_np(h), probs=p, built_at=0.0, n_classes=C)
+    columns = columnar.load(str(tmp_path / "v"))
+    assert columns.partition(3)[0] == columns.partition(3)[1]
+    assert columns.rows("x", 3).shape[0] == 0
+    assert columns.rows("x", 4).shape[0] == int((y == 4).sum())
