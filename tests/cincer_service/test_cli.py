@@ -22,7 +22,10 @@ def test_simulate_defaults_come_from_the_spec():
     args = build_parser().parse_args(["simulate"])
     assert args.threshold == DEFAULT_THRESHOLD and args.bootstrap == DEFAULT_BOOTSTRAP_SIZE
     assert args.max_epochs == DEFAULT_MAX_EPOCHS
-    assert args.strategies.split(",")[0] == DEFAULT_STRATEGY
+    # left to the command: the default strategy list, and the retrain mode's schedule,
+    # standardization and damping (spec.TRAINING_DEFAULTS; test_training_defaults.py)
+    assert args.strategies is None and DEFAULT_STRATEGY
+    assert args.schedule is None and args.standardize is None and args.damping is None
 
 
 def test_parsing_does_not_load_tensorflow():
