@@ -6,6 +6,11 @@
   ingested with another class's label, one at a time, into a second dedicated project with a
   trained model), the time from sending it to ``queries/next`` leasing its query; each query
   is answered so the next one is the only open query;
+* assistants: concurrent callers, each in its own project, each sending corrections one
+  at a time with ``Prefer: wait`` (the verdict inside the request), answering the pairs their
+  suspicious verdicts lease to them; verdict latency p50/p99 and errors;
+* many projects: small projects (50–200 examples each) with their first model, then one
+  verdict per project, round robin (cold in the worker's model cache);
 * memory: VmRSS of the API and worker processes (and their children), from ``/proc``, for
   the pids given or found in ``deploy/local-cluster.sh``'s pid files.
 
@@ -158,6 +163,120 @@ def bench_latency(client: CincerClient, samples: int, n_features: int, poll: flo
             "max_seconds": max(latencies) if latencies else None}
 
 
+# -- assistants (Prefer: wait) ---------------------------------------------------------------
+def _assistant_project(client: CincerClient, name: str, n_features: int, bootstrap: int,
+                       rng: np.random.Generator, centres: np.ndarray,
+                       wait_timeout: float) -> tuple[int, CincerClient]:
+    """A project with its first model, and a client holding its admin token (the
+    assistant's: it may answer the pairs its verdicts lease to it)."""
+    project = client.create_project(project_spec(name, n_features, bootstrap=bootstrap))
+    pid = project["id"]
+    X, y = sample(centres, bootstrap, rng)
+    client.ingest(pid, items_of(X, y, "boot-"))
+    client.wait_idle(pid, timeout=wait_timeout, poll=0.2)
+    token = client.create_token(pid, "admin", "assistant")["token"]
+    return pid, CincerClient(client.root, token, timeout=client.timeout)
+
+
+def _verdict_call(assistant: CincerClient, pid: int, item: dict, truth: int, wait: float,
+                  record: dict) -> None:
+    """One correction with ``Prefer: wait``: its latency and verdict go into ``record``; a
+    suspicious item's leased pair is answered with the truth (the user's answer)."""
+    started = time.perf_counter()
+    try:
+        [answer] = assistant.ingest_batch(pid, [item], wait=wait)
+    except Exception as exc:                  # counted, reported: the run goes on
+        record["errors"].append(f"{type(exc).__name__}: {exc}"[:200])
+        return
+    record["ms"].append((time.perf_counter() - started) * 1e3)
+    verdict = answer.get("verdict", "none")
+    record["verdicts"][verdict] = record["verdicts"].get(verdict, 0) + 1
+    pair = answer.get("query")
+    if verdict == "suspicious" and pair and pair.get("leased_to_you") \
+            and pair.get("counterexample") is not None:
+        try:
+            assistant.answer_query(pid, pair["id"], truth, pair["counterexample"]["label"])
+        except Exception as exc:
+            record["errors"].append(f"answer: {type(exc).__name__}: {exc}"[:200])
+
+
+def _summary(record: dict) -> dict:
+    ms = record["ms"]
+    return {"requests": len(ms) + len(record["errors"]), "errors": len(record["errors"]),
+            "error_examples": record["errors"][:5], "verdicts": record["verdicts"],
+            "verdict_ms_p50": percentile(ms, 50), "verdict_ms_p99": percentile(ms, 99),
+            "verdict_ms_max": max(ms) if ms else None}
+
+
+def bench_assistants(client: CincerClient, assistants: int, requests: int, n_features: int,
+                     bootstrap: int, wait: float, noise: float, seed: int,
+                     wait_timeout: float = 300) -> dict:
+    """``assistants`` concurrent callers, each in its own project (one per assistant user),
+    each sending ``requests`` corrections one at a time with ``Prefer: wait``; a share
+    ``noise`` of them contradicts the model (a wrong label). Verdict latency over all."""
+    import threading
+    centres = class_centres(n_features, seed)
+    rng = np.random.default_rng(seed + 2)
+    stamp = int(time.time())
+    made = [_assistant_project(client, f"bench-assistant-{stamp}-{k}", n_features, bootstrap,
+                               rng, centres, wait_timeout) for k in range(assistants)]
+    record = {"ms": [], "errors": [], "verdicts": {}}
+    lock = threading.Lock()
+
+    def run(k: int, pid: int, assistant: CincerClient) -> None:
+        own = np.random.default_rng(seed + 100 + k)
+        for i in range(requests):
+            X, y = sample(centres, 1, own)
+            label = int(y[0]) if own.random() >= noise else \
+                int((y[0] + 1 + own.integers(0, N_CLASSES - 1)) % N_CLASSES)
+            mine = {"ms": [], "errors": [], "verdicts": {}}
+            _verdict_call(assistant, pid, {"x": X[0].tolist(), "label": label,
+                                           "external_id": f"said-{i}"}, int(y[0]), wait, mine)
+            with lock:
+                record["ms"] += mine["ms"]
+                record["errors"] += mine["errors"]
+                for v, n in mine["verdicts"].items():
+                    record["verdicts"][v] = record["verdicts"].get(v, 0) + n
+
+    threads = [threading.Thread(target=run, args=(k, pid, a)) for k, (pid, a) in enumerate(made)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return {"assistants": assistants, "requests_each": requests, "wait_s": wait,
+            "noise": noise, "bootstrap": bootstrap, "features": n_features,
+            "seconds": round(time.perf_counter() - started, 2), **_summary(record)}
+
+
+def bench_many_projects(client: CincerClient, n_projects: int, n_features: int,
+                        sizes: tuple[int, int], wait: float, seed: int,
+                        wait_timeout: float = 300) -> dict:
+    """``n_projects`` small projects (a bootstrap of ``sizes`` examples each, drawn
+    uniformly); once every first model exists, one verdict request per project, round robin,
+    so each is cold in the worker's model cache when the projects outnumber it."""
+    centres = class_centres(n_features, seed)
+    rng = np.random.default_rng(seed + 3)
+    stamp, made, started = int(time.time()), [], time.perf_counter()
+    for k in range(n_projects):
+        size = int(rng.integers(sizes[0], sizes[1] + 1))
+        project = client.create_project(project_spec(f"bench-many-{stamp}-{k}", n_features,
+                                                     bootstrap=size))
+        X, y = sample(centres, size, rng)
+        client.ingest(project["id"], items_of(X, y, "boot-"))
+        made.append(project["id"])
+    for pid in made:
+        client.wait_idle(pid, timeout=wait_timeout, poll=0.2)
+    built = time.perf_counter() - started
+    record = {"ms": [], "errors": [], "verdicts": {}}
+    for pid in made:
+        X, y = sample(centres, 1, rng)
+        _verdict_call(client, pid, {"x": X[0].tolist(), "label": int(y[0]),
+                                    "external_id": "first-verdict"}, int(y[0]), wait, record)
+    return {"projects": n_projects, "bootstrap_sizes": list(sizes),
+            "seconds_to_build": round(built, 1), "cold_first_verdict": _summary(record)}
+
+
 # -- memory ----------------------------------------------------------------------------------------
 def parse_pids(text: str | None) -> list[int]:
     """Pids from a comma-separated list (empty or ``None``: none)."""
@@ -241,6 +360,14 @@ def run_bench(client: CincerClient, args) -> dict:
         report["latency"] = bench_latency(client, args.latency_samples, args.features,
                                           args.poll_interval, args.wait_timeout, args.seed,
                                           args.warmup)
+    if "assistants" not in skip:
+        report["assistants"] = bench_assistants(
+            client, args.assistants, args.assistant_requests, args.features,
+            args.assistant_bootstrap, args.wait, args.noise, args.seed, args.wait_timeout)
+    if "projects" not in skip:
+        report["projects"] = bench_many_projects(
+            client, args.projects, args.features, (50, 200), args.wait, args.seed,
+            args.wait_timeout)
     if "memory" not in skip:
         report["memory"] = bench_memory(parse_pids(args.pids_api),
                                         parse_pids(args.pids_worker), args.cluster_dir)

@@ -38,8 +38,21 @@ def add_arguments(parser) -> None:
     parser.add_argument("--pids-worker", default=None, help="comma-separated worker pids")
     parser.add_argument("--cluster-dir", default=os.path.join("cincer-data", "cluster"),
                         help="where deploy/local-cluster.sh keeps its *.pid files")
+    parser.add_argument("--assistants", type=int, default=20,
+                        help="concurrent assistants, one project each (default 20)")
+    parser.add_argument("--assistant-requests", type=int, default=30,
+                        help="corrections each assistant sends with Prefer: wait")
+    parser.add_argument("--assistant-bootstrap", type=int, default=100,
+                        help="bootstrap size of each assistant's project")
+    parser.add_argument("--wait", type=float, default=2.0,
+                        help="Prefer: wait=<seconds> of the verdict requests")
+    parser.add_argument("--noise", type=float, default=0.2,
+                        help="share of corrections that contradict the model")
+    parser.add_argument("--projects", type=int, default=1000,
+                        help="small projects for the cold first-verdict part (default 1000)")
     parser.add_argument("--skip", default="",
-                        help="comma-separated parts to skip: ingest, latency, memory")
+                        help="comma-separated parts to skip: ingest, latency, assistants, "
+                             "projects, memory")
     parser.add_argument("--seed", type=int, default=0)
 
 

@@ -99,3 +99,20 @@ def test_bench_ingest_reports_the_settings_the_service_chose():
     assert (report["threshold"], report["strategy"], report["bootstrap_size"]) == \
         (0.35, "nearest", 77)
     assert report["project"] == 5 and report["examples"] == 25
+
+
+def test_assistants_and_many_projects_against_the_real_service(live):
+    from clients.bench import bench_assistants, bench_many_projects
+    report = bench_assistants(live, assistants=2, requests=6, n_features=4, bootstrap=40,
+                              wait=5.0, noise=0.5, seed=0, wait_timeout=120)
+    assert report["requests"] == 12 and report["errors"] == 0, report
+    assert sum(report["verdicts"].values()) == 12
+    assert set(report["verdicts"]) <= {"accepted", "suspicious"}     # inline: never pending
+    assert report["verdicts"].get("suspicious", 0) > 0
+    assert 0 < report["verdict_ms_p50"] <= report["verdict_ms_p99"]
+    many = bench_many_projects(live, n_projects=3, n_features=4, sizes=(30, 40), wait=5.0,
+                               seed=0, wait_timeout=120)
+    first = many["cold_first_verdict"]
+    assert first["requests"] == 3 and first["errors"] == 0
+    assert sum(first["verdicts"].values()) == 3
+    assert set(first["verdicts"]) <= {"accepted", "suspicious"}
