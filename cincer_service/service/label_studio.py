@@ -852,9 +852,9 @@ def _sync(ctx: ServiceContext, pid: int) -> dict:
                         counts["answered"] += 1
                     except (BadInput, Conflict) as exc:
                         log.info("label studio sync: review of query %s: %s", qid, exc.message)
+    counts["removed"] = _remove_reviews(ctx, pid, client)
     counts["created"] = _push_reviews(ctx, pid, client, review_project_id)
     counts["suspicion"] = _push_suspicion(ctx, pid, client)
-    counts["removed"] = _remove_reviews(ctx, pid, client)
     _update_link(ctx, pid, synced_at=utcnow() if due else None, pull_wanted=False if due else None,
                  last_error=None)
     return counts

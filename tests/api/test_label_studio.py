@@ -3,13 +3,14 @@ setup, predict, idempotent webhooks, paired review tasks, the sync job and bad i
 The real Label Studio test is ``tests/interop`` (``make test-interop``)."""
 import base64
 import itertools
+from datetime import timedelta
 
 import numpy as np
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from cincer_service.service import label_studio, queries
-from cincer_service.service.store import Example, JobBackoff
+from cincer_service.service.store import Example, JobBackoff, Query, utcnow
 from tests.api.conftest import ADMIN, assert_error, bearer
 from tests.support.fake_label_studio import FakeLabelStudio
 
@@ -223,6 +224,15 @@ def test_predictions_review_tasks_and_answers(client, ls, fake, service, breast)
                          headers=bearer(ADMIN)).json["history"]
     assert history[-1]["why"] == "answer_example" and history[-1]["query_id"] == q["id"]
     assert send(client, ls, body)["outcome"] == "answered"        # a replay changes nothing
+    # a pair rebuilt by refresh gets a new review task at the next sync
+    rebuilt = next(t for t in fake.review_tasks() if t["id"] != review["id"])
+    with service.store.session() as s:
+        s.execute(update(Query).where(Query.id == rebuilt["data"]["cincer_query_id"])
+                  .values(refreshed_at=utcnow() + timedelta(seconds=1)))
+    label_studio.sync(service, pid)
+    assert rebuilt["id"] not in fake.tasks_by_id
+    assert [t["data"]["cincer_query_id"] for t in fake.review_tasks()].count(
+        rebuilt["data"]["cincer_query_id"]) == 1
     # a query answered elsewhere loses its review task at the next sync
     other = next(t for t in fake.review_tasks() if t["id"] != review["id"])
     ann = client.post(f"/api/v1/projects/{pid}/tokens", json={"role": "annotator"},
