@@ -247,3 +247,68 @@ def compare_scan_paths(n: int = 1_000_000, repeats: int = 30, cold_loads: int = 
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def compare_state_load(n: int = 100_000, features: int = 128, root: str | None = None) -> dict:
+    """A version's training state from the database, before and after, on a SQLite file:
+    the per-row path (``ModelCache`` without a state directory: ORM rows, ``np.stack``,
+    forward pass), the first columnar build (rows read by id chunks, forward, files written)
+    and a cold columnar load in a new cache (files mapped; page cache dropped)."""
+    from ..service import Settings, build_context, projects
+    from ..service.model_cache import ModelCache, new_classifier, weights_to_bytes
+    from ..service.store import Example, ModelVersion, Project
+    from ..spec import ProjectSpec
+    tmp = tempfile.mkdtemp(prefix="cincer-stateload-", dir=root)
+    try:
+        ctx = build_context(Settings(data_dir=tmp))
+        pid = projects.create_project(ctx, ProjectSpec.build(
+            name="scale", classes=[str(c) for c in range(10)], input_shape=[features],
+            model={"kind": "fc"}))["id"]
+        rng = np.random.default_rng(0)
+        X = rng.standard_normal((n, features), dtype=np.float32)
+        y = rng.integers(0, 10, n)
+        with ctx.store.session() as s:
+            s.execute(Example.__table__.insert(), [
+                {"project_id": pid, "x": X[i].tobytes(), "original_label": int(y[i]),
+                 "label": int(y[i]), "status": "accepted", "confirmed": False}
+                for i in range(n)])
+            ids = np.array(s.scalars(Example.__table__.select().with_only_columns(
+                Example.id).where(Example.project_id == pid).order_by(Example.id)).all(),
+                dtype=np.int64)
+            project = s.get(Project, pid)
+            clf = new_classifier(project)
+            s.add(ModelVersion(project_id=pid, version=1, generation=0, mode="scratch",
+                               weights=weights_to_bytes(clf.get_weights()),
+                               train_ids=ids.tobytes(), train_size=n, metrics={}))
+        out = {"n": n, "features": features}
+
+        def timed(cache):
+            with ctx.store.session() as s:
+                project = s.get(Project, pid)
+                version = s.scalars(ModelVersion.__table__.select().with_only_columns(
+                    ModelVersion.id).where(ModelVersion.project_id == pid)).first()
+                version = s.get(ModelVersion, version)
+                cache.entry(project, version)          # the classifier: not timed
+                t0 = time.perf_counter()
+                cache.training_state(s, project, version)
+                return time.perf_counter() - t0
+        try:
+            out["per_row_seconds"] = timed(ModelCache())
+        except Exception as exc:          # SQLite: one bound variable per id
+            out["per_row_error"] = str(exc).splitlines()[0][:200]
+        state_dir = os.path.join(tmp, "state")
+        out["columnar_first_build_seconds"] = timed(ModelCache(state_dir=state_dir))
+        for version_dir in glob_dirs(state_dir):
+            drop_page_cache(version_dir)
+        out["columnar_cold_load_seconds"] = timed(ModelCache(state_dir=state_dir))
+        out["loadavg"] = os.getloadavg()
+        ctx.store.engine.dispose()
+        return out
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def glob_dirs(state_dir: str) -> list[str]:
+    """The version directories under a state directory."""
+    return [os.path.join(root, d) for root, dirs, _ in os.walk(state_dir) for d in dirs
+            if d.startswith("version-")]

@@ -91,7 +91,7 @@ def entry_bytes(entry: dict) -> int:
 # A label change is read again while its ``updated_at`` is younger than the last overlay
 # read minus this margin (clock skew between hosts, a transaction that commits after it
 # took its timestamp); reading a row twice is harmless.
-OVERLAY_MARGIN_SECONDS = 300.0
+OVERLAY_MARGIN_SECONDS = 60.0
 ID_CHUNK = 10_000            # ids per ``IN (...)`` while a version's state is built
 FORWARD_ROWS = 65_536        # rows per forward pass while a version's state is built
 
@@ -205,17 +205,17 @@ class ModelCache:
         since = datetime.fromtimestamp(state.synced_at - OVERLAY_MARGIN_SECONDS, timezone.utc)
         rows = s.execute(select(Example.id, Example.label, Example.confirmed).where(
             Example.project_id == project.id, Example.updated_at >= since)).all()
-        if rows:
-            changed = np.array([r[0] for r in rows], dtype=np.int64)
-            at = np.searchsorted(train_ids, changed)
-            known = (at < len(train_ids)) & (train_ids[np.minimum(at, len(train_ids) - 1)]
-                                             == changed)
+        if rows and len(train_ids):
+            changed = np.fromiter((r[0] for r in rows), np.int64, len(rows))
+            labels = np.fromiter((r[1] for r in rows), np.int64, len(rows))
+            confirmed = np.fromiter((bool(r[2]) for r in rows), bool, len(rows))
+            at = np.minimum(np.searchsorted(train_ids, changed), len(train_ids) - 1)
+            known = train_ids[at] == changed
             positions = state.columns.positions[at[known]]
-            for k, (_, label, confirmed) in zip(positions, (r for r, ok in zip(rows, known)
-                                                            if ok)):
-                if state.y[k] != label:
-                    state.relabel(int(k), int(label))
-                state.confirmed[k] = bool(confirmed)
+            labels, confirmed = labels[known], confirmed[known]
+            for k in np.flatnonzero(state.y[positions] != labels):
+                state.relabel(int(positions[k]), int(labels[k]))
+            state.confirmed[positions] = confirmed
         state.synced_at = now
 
     def _state_arrays(self, s, project: Project, classifier, train_ids: np.ndarray) -> dict:
