@@ -129,6 +129,12 @@ class SimulationConfig:
         return TrainingDefaults(self.schedule or defaults.schedule, bool(standardize),
                                 defaults.damping if self.damping is None else self.damping)
 
+    def with_training(self, training: TrainingDefaults) -> "SimulationConfig":
+        """This config trained as ``training`` says: its standardization applies to tabular
+        data only, as in a service project."""
+        return replace(self, schedule=training.schedule, damping=training.damping,
+                       standardize=training.standardize and input_kind(self.dataset) == "tabular")
+
     def resolved(self) -> "SimulationConfig":
         """This config with the mode-dependent settings filled in (``training``)."""
         training = self.training()

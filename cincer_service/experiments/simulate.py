@@ -254,9 +254,8 @@ def compare_defaults(config: SimulationConfig, sets: list[str], modes: list[str]
     for mode in modes:
         for name in sets:
             training = plans[(mode, name)]
-            document = simulate(replace(config, retrain=mode, schedule=training.schedule,
-                                        standardize=training.standardize,
-                                        damping=training.damping), show_progress=show_progress)
+            document = simulate(replace(config, retrain=mode).with_training(training),
+                                show_progress=show_progress)
             documents.append({"mode": mode, "set": name, **document})
             for strategy in config.strategies:
                 per_seed = {r["seed"]: {"n_cleaned": r["n_cleaned"], "f1": r["f1"]}

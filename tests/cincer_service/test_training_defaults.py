@@ -102,6 +102,13 @@ def test_compare_defaults_table_and_json(fake_runs, tmp_path, capsys):
         for t in (spec.PRE_WAVE2_TRAINING, spec.training_defaults(m),
                   spec.TrainingDefaults("fixed", True, 3.0))}
     assert json.loads((tmp_path / "compare.json").read_text())["rows"] == doc["rows"]
+    # images and text are never standardized, whatever the set says (as in the service)
+    fake_runs.clear()
+    assert main(["simulate", "--compare-defaults", "old,wave2", "--dataset", "intents",
+                 "--mode", "warm", "--iterations", "1", "--seeds", "0", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [c.standardize for c, *_ in fake_runs] == [False, False]
+    assert doc["rows"][1]["label"] == "validation/raw/10"
     assert main(args[:2] + ["old,wave2", *args[3:]]) == 0
     table = capsys.readouterr().out
     assert "| iris | warm | wave2 | validation/std/10 | top_fisher | 13.0 ± 0.6 |" in table
