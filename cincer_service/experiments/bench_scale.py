@@ -249,11 +249,16 @@ def compare_scan_paths(n: int = 1_000_000, repeats: int = 30, cold_loads: int = 
     return out
 
 
-def compare_state_load(n: int = 100_000, features: int = 128, root: str | None = None) -> dict:
+def compare_state_load(n: int = 100_000, features: int = 128, root: str | None = None,
+                       age_seconds: float = 0.0) -> dict:
     """A version's training state from the database, before and after, on a SQLite file:
     the per-row path (``ModelCache`` without a state directory: ORM rows, ``np.stack``,
     forward pass), the first columnar build (rows read by id chunks, forward, files written)
-    and a cold columnar load in a new cache (files mapped; page cache dropped)."""
+    and a cold columnar load in a new cache (files mapped; page cache dropped). The rows were
+    last changed ``age_seconds`` before: 0 (ingested just before) makes every row part of
+    the label overlay's read, which re-reads rows changed within its margin."""
+    from datetime import datetime, timedelta, timezone
+
     from ..service import Settings, build_context, projects
     from ..service.model_cache import ModelCache, new_classifier, weights_to_bytes
     from ..service.store import Example, ModelVersion, Project
@@ -264,13 +269,15 @@ def compare_state_load(n: int = 100_000, features: int = 128, root: str | None =
         pid = projects.create_project(ctx, ProjectSpec.build(
             name="scale", classes=[str(c) for c in range(10)], input_shape=[features],
             model={"kind": "fc"}))["id"]
+        changed = datetime.now(timezone.utc) - timedelta(seconds=age_seconds)
         rng = np.random.default_rng(0)
         X = rng.standard_normal((n, features), dtype=np.float32)
         y = rng.integers(0, 10, n)
         with ctx.store.session() as s:
             s.execute(Example.__table__.insert(), [
                 {"project_id": pid, "x": X[i].tobytes(), "original_label": int(y[i]),
-                 "label": int(y[i]), "status": "accepted", "confirmed": False}
+                 "label": int(y[i]), "status": "accepted", "confirmed": False,
+                 "created_at": changed, "updated_at": changed}
                 for i in range(n)])
             ids = np.array(s.scalars(Example.__table__.select().with_only_columns(
                 Example.id).where(Example.project_id == pid).order_by(Example.id)).all(),
@@ -280,7 +287,7 @@ def compare_state_load(n: int = 100_000, features: int = 128, root: str | None =
             s.add(ModelVersion(project_id=pid, version=1, generation=0, mode="scratch",
                                weights=weights_to_bytes(clf.get_weights()),
                                train_ids=ids.tobytes(), train_size=n, metrics={}))
-        out = {"n": n, "features": features}
+        out = {"n": n, "features": features, "age_seconds": age_seconds}
 
         def timed(cache):
             with ctx.store.session() as s:
