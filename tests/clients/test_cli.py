@@ -22,7 +22,8 @@ def test_parser_has_every_command_in_order():
     assert list(sub.choices) == ["ingest", "annotate", "export", "import", "stats",
                                  "wait-idle", "curve", "bench", "projects", "tokens", "examples",
                                  "queries", "models",
-                                 "audits", "overview", "webhooks", "health", "metrics",
+                                 "audits", "overview", "annotators", "gold", "sources",
+                                 "webhooks", "health", "metrics",
                                  "openapi", "workers"]
     assert sub.choices["bench"].get_default("needs_project") is False
     actions = {name: list(next(a for a in parser._actions if a.dest == "action").choices)
@@ -36,6 +37,9 @@ def test_parser_has_every_command_in_order():
         "models": ["list", "retrain"],
         "audits": ["create", "list", "show", "enqueue"],
         "overview": ["show", "compute", "cell", "action", "progress"],
+        "annotators": ["list", "suspend", "restore"],
+        "gold": ["list", "mark"],
+        "sources": ["list", "apply"],
         "webhooks": ["create", "list", "delete", "deliveries"]}
     projects = sub.choices["projects"]._actions[-1].choices
     assert projects["create"].get_default("needs_project") is False

@@ -7,7 +7,7 @@ from clients.cli import main
 
 def test_bench_memory_only_needs_no_project(fake, capsys, tmp_path):
     _, url = fake
-    assert main(["bench", "--json", "--skip", "ingest,latency", "--pids-api",
+    assert main(["bench", "--json", "--skip", "ingest,latency,assistants,projects", "--pids-api",
                  str(os.getpid()), "--cluster-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert len(out.splitlines()) == 1
@@ -18,6 +18,6 @@ def test_bench_memory_only_needs_no_project(fake, capsys, tmp_path):
 
 
 def test_bench_without_json_is_indented(fake, capsys):
-    assert main(["bench", "--skip", "ingest,latency,memory"]) == 0
+    assert main(["bench", "--skip", "ingest,latency,assistants,projects,memory"]) == 0
     out = capsys.readouterr().out
     assert len(out.splitlines()) > 1 and set(json.loads(out)) == {"url", "health"}
