@@ -82,14 +82,11 @@ def bench_breast(repeats: int = 50) -> tuple[float, float, float]:
 
 
 def synthetic_cached(n: int, d: int = 128, c: int = 10, seed: int = 0):
-    """Cached ``(ĥ, p, y)`` of ``n`` synthetic examples: features, softmax outputs, labels."""
-    rng = np.random.default_rng(seed)
-    h = np.maximum(rng.standard_normal((n, d), dtype=np.float32), 0)
-    logits = rng.standard_normal((n, c), dtype=np.float32) * 2
-    p = np.exp(logits - logits.max(axis=1, keepdims=True))
-    p /= p.sum(axis=1, keepdims=True)
-    y = rng.integers(0, c, n)
-    return influence.augment(h), tf.constant(p, tf.float64), y
+    """Cached ``(ĥ, p, y)`` of ``n`` synthetic examples: features, softmax outputs, labels,
+    as float64 tensors (``bench_scale.synthetic_arrays``' numbers)."""
+    from .bench_scale import synthetic_arrays
+    h_aug, p, y = synthetic_arrays(n, d, c, seed)
+    return tf.constant(h_aug, tf.float64), tf.constant(p, tf.float64), y
 
 
 def bench_synthetic(n: int, repeats: int = 30, damping: float = 1e-3) -> tuple[float, float]:

@@ -33,7 +33,8 @@ def rss_mib() -> dict:
 
 
 def synthetic_arrays(n: int, d: int = 128, c: int = 10, seed: int = 0):
-    """``(ĥ, p, y)`` as float32/int64 numpy: ``bench.synthetic_cached``'s numbers."""
+    """``(ĥ, p, y)`` of ``n`` synthetic examples as float32/int64 numpy (``bench`` takes
+    them as tensors: ``bench.synthetic_cached``)."""
     rng = np.random.default_rng(seed)
     h = np.maximum(rng.standard_normal((n, d), dtype=np.float32), 0)
     logits = rng.standard_normal((n, c), dtype=np.float32) * 2
