@@ -105,5 +105,6 @@ def list_examples(args, pid):
 @requires()
 @blp.response(200, ExampleDetailSchema)
 def get_example(pid, eid):
-    """One example with its full label history."""
-    return examples.get_example(get_context(), pid, eid)
+    """One example with its label history (an annotator token: without other annotators'
+    votes, and other people's answers unnamed)."""
+    return examples.get_example(get_context(), pid, eid, current_principal())

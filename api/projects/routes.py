@@ -134,9 +134,12 @@ def export(pid, format):
     """Every example as a CSV row or a JSON line: id, external_id, source, label and
     label_name, original_label and original_label_name, status, confirmed, changed_by and
     changed_at (the last label change), created_at, the input (x; image as base64 PNG and
-    x; text, and embedding when one was sent) and, in JSON lines, the label history. CSV
-    puts x's values in one column each (named by feature_names, else x0, x1, ...)."""
-    text, mimetype = reports.export(get_context(), pid, format)
+    x; text, and embedding when one was sent) and, in JSON lines, the label history and
+    the crowd: gold (gold, gold_label), the answered queries with every annotator's answer
+    (queries), and on the first record the annotators (crowd). Tokens are secrets and are
+    never exported. An annotator token's export holds only their own answers. CSV puts x's
+    values in one column each (named by feature_names, else x0, x1, ...)."""
+    text, mimetype = transfer.export(get_context(), pid, format, current_principal())
     return Response(text, mimetype=mimetype, headers={
         "Content-Disposition": f'attachment; filename="project-{pid}.{format}"'})
 
@@ -150,8 +153,10 @@ def export(pid, format):
 def import_examples(body, pid):
     """Import an export's records (admin), all or nothing: inputs, labels, statuses,
     confirmed, timestamps and label history are kept (each history event becomes one event
-    with why "import", its original cause in reason). Only pending examples are screened;
-    queries are not carried. Send a JSON-lines export as a list:
+    with why "import", its original cause in reason), gold marks, answered queries with
+    their answers, and the annotators (names, suspension, consensus counts; tokens are not
+    exported: mint new ones with the same names). Only pending examples are screened;
+    queries without answers are not carried. Send a JSON-lines export as a list:
     ``jq -s '{items: .}' project-3.jsonl``, or use ``python -m clients PID import FILE``
     (.jsonl or .csv)."""
     return transfer.import_examples(get_context(), pid, body["items"],

@@ -302,7 +302,13 @@ class ImportSchema(ma.Schema):
                        "and label_name (the class name wins), original_label(_name), status, "
                        "confirmed, source, external_id, created_at, changed_by, changed_at "
                        "and history (label events: at, actor, old_label(_name), "
-                       "new_label(_name), why, reason, query_id); id is ignored"})
+                       "new_label(_name), why, reason, query_id); the crowd: gold and "
+                       "gold_label, queries (answered queries with their answers: "
+                       "annotator, labels, gold, agreement, seconds, times) and, on one "
+                       "record, crowd (annotators: name, suspended, confusion; state). id "
+                       "numbers nothing in the new project; it only ties a query to its "
+                       "counter-example within the request (counterexample_external_id "
+                       "first)"})
 
     @validates("items")
     def batch_limit(self, items, **_):
@@ -320,5 +326,8 @@ class ImportedSchema(ma.Schema):
 class ImportResultSchema(ma.Schema):
     imported = fields.Integer(metadata={"description": "examples stored"})
     events = fields.Integer(metadata={"description": "label-history events stored"})
+    queries = fields.Integer(metadata={"description": "answered queries stored"})
+    answers = fields.Integer(metadata={"description": "annotators' answers stored"})
+    annotators = fields.Integer(metadata={"description": "annotators created or updated"})
     statuses = fields.Dict(keys=fields.String(), values=fields.Integer())
     items = fields.List(fields.Nested(ImportedSchema))

@@ -47,11 +47,15 @@ def get_query(pid, qid):
 @blp.response(200, QuerySchema)
 @blp.alt_response(403, schema=ErrorSchema, description="the annotator is suspended")
 @blp.alt_response(409, schema=ErrorSchema, description="the lease was lost, the query was "
-                                                      "answered differently, or (several "
+                                                      "answered by someone else, you "
+                                                      "already answered it (details."
+                                                      "already_answered), or (several "
                                                       "answers per query) it is complete")
 def answer_query(body, pid, qid):
-    """Answer a leased query (labels by class name or index); replaying the same answer
-    returns the stored result."""
+    """Answer a leased query (labels by class name or index). A query is answered once per
+    annotator: a second answer is a 409 and changes nothing. To retry a request that may
+    have been applied (a timeout), send it again with the same ``Idempotency-Key``
+    header: the stored response comes back."""
     return queries.answer_query(get_context(), pid, qid, body["example_label"],
                                 body["counterexample_label"], current_principal(),
                                 body["counterexample_not_sure"])

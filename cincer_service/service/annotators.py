@@ -17,6 +17,7 @@ of leases into gold checks that never change labels.
 """
 from __future__ import annotations
 
+import math
 import statistics
 
 import numpy as np
@@ -170,7 +171,7 @@ def annotator_view(a: Annotator, project, rows: list[Answer]) -> dict:
     crowd = Crowd(c, counts={a.id: counts})
     accuracy = estimated_accuracy(a)
     return {"id": a.id, "name": a.name, "answers": a.answers,
-            "agreement": float(np.mean(plain)) if plain else None,
+            "agreement": math.fsum(plain) / len(plain) if plain else None,   # any order
             "gold": {"answers": a.gold_answers, "correct": a.gold_correct,
                      "accuracy": a.gold_correct / a.gold_answers if a.gold_answers else None},
             "estimated_accuracy": accuracy,

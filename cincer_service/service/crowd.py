@@ -11,7 +11,8 @@ consensus (``annotators.update_consensus``). The query completes when it has at 
 at ``max_answers_per_query`` answers: then ``labels.change_labels`` applies the consensus as
 its own ``consensus`` event. Leases are handed out up to the answers still needed (all
 ``answers_per_query`` at first, then one at a time); an answer that arrives after the query
-completed is a ``Conflict`` that says so, and is not counted.
+completed is a ``Conflict`` that says so, and is not counted; so is a second answer by
+an annotator who already answered (``already_answered``, gold checks too).
 
 Gold checks: when the project has gold examples, a share ``gold_share`` of leases shows a
 gold example (and another gold example of another class as its counter-example) that the
@@ -40,6 +41,18 @@ _random = random.Random()
 def overlap(project) -> bool:
     """Whether queries of ``project`` take several answers."""
     return crowd_policy(project)["answers_per_query"] > 1
+
+
+def already_answered(q: Query):
+    """The ``Conflict`` for a second answer to ``q`` by an annotator who answered it
+    (same labels or not, gold or not): nothing of it is applied. A client's retry of its own
+    request carries the first request's ``Idempotency-Key`` and gets the stored response
+    instead (``service.idempotency``)."""
+    from .errors import Conflict
+    return Conflict("you already answered this query; your second answer was not applied "
+                    "(a retry of the same request gets the stored response when it carries "
+                    "the first request's Idempotency-Key)",
+                    {"query_id": q.id, "status": q.status, "already_answered": True})
 
 
 # -- gold ------------------------------------------------------------------------------
@@ -90,17 +103,13 @@ def lease_gold(s, project, principal, annotator, now, lease: timedelta,
 
 def answer_gold(s, project, q: Query, annotator, principal, example_label,
                 counterexample_label, now) -> None:
-    """Score a gold check (no label changes); the caller must hold its lease. Replaying
-    the same answer changes nothing; another answer is a ``Conflict``."""
+    """Score a gold check (no label changes); the caller must hold its lease. A second
+    answer by the same annotator is ``already_answered``'s ``Conflict``."""
     from .errors import Conflict
     mine = s.scalar(select(Answer).where(Answer.query_id == q.id,
                                          Answer.annotator_id == annotator.id))
     if mine is not None and mine.status == "answered":
-        if (mine.example_label, mine.counterexample_label) == (example_label,
-                                                               counterexample_label):
-            return
-        raise Conflict("this query was already answered differently",
-                       {"query_id": q.id, "status": q.status})
+        raise already_answered(q)
     if mine is None or q.status != "leased" or q.lease_holder != principal.token_id \
             or q.lease_expires_at < now:
         raise Conflict("you do not hold a lease on this query (it expired, was taken "
@@ -197,7 +206,7 @@ def answer_overlap(s, project, q: Query, annotator, principal, example_label,
                    counterexample_label, now) -> None:
     """Count one annotator's answer to a collecting query; complete it when the consensus
     decides. ``Conflict`` when the query is already complete (the answer is not counted),
-    when they hold no lease on it, or when they answered it differently before."""
+    when they hold no lease on it, or when they answered it before (``already_answered``)."""
     from .errors import Conflict
     # A write first: on SQLite it takes the database's write lock (PostgreSQL holds the
     # project's), so what is read next is what the concurrent answers committed.
@@ -208,11 +217,7 @@ def answer_overlap(s, project, q: Query, annotator, principal, example_label,
                                          Answer.annotator_id == annotator.id)
                     .execution_options(populate_existing=True))
     if mine is not None and mine.status == "answered":
-        if (mine.example_label, mine.counterexample_label) == (example_label,
-                                                               counterexample_label):
-            return
-        raise Conflict("you already answered this query differently",
-                       {"query_id": q.id, "status": q.status})
+        raise already_answered(q)
     if q.status == "answered":
         raise Conflict("this query is complete: it has the answers its consensus needed, "
                        "and yours was not counted", {"query_id": q.id, "status": q.status,

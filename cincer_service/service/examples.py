@@ -23,6 +23,11 @@ from .store import Example, LabelEvent, Project, retry_transaction, utcnow
 # Every example status a list can ask for: the lifecycle's and the sets kept aside from it
 # (``holdout``, ``evaluation``).
 STATUSES = (*EXAMPLE_STATUSES, *evaluation.SET_ASIDE)
+# What an annotator sees of other people's answers in a label history (``visible_events``).
+CROWD_ANSWER = "crowd_answer"
+ANSWER_CAUSES = ("answer_example", "answer_counterexample", "correction")
+OTHER_ANNOTATOR = "another annotator"
+IMPORTED = "import"        # an imported event's why; its original cause opens its reason
 
 
 def example_view(e: Example, project: Project) -> dict:
@@ -212,12 +217,42 @@ def list_examples(ctx: ServiceContext, pid: int, status: str | None = None,
         return {"items": [example_view(e, project) for e in rows], "total": total}
 
 
-def get_example(ctx: ServiceContext, pid: int, eid: int) -> dict:
-    """One example with its full label history."""
+def get_example(ctx: ServiceContext, pid: int, eid: int, viewer=None) -> dict:
+    """One example with its label history: all of it, or what an ``annotator`` ``viewer``
+    may see (``visible_events``)."""
     with ctx.store.session() as s:
         project = project_row(s, pid)
         example = example_row(s, pid, eid)
         events = s.scalars(select(LabelEvent).where(LabelEvent.example_id == eid)
                            .order_by(LabelEvent.id))
         return {**example_view(example, project),
-                "history": [event_view(ev, project.classes) for ev in events]}
+                "history": [event_view(ev, project.classes)
+                            for ev in visible_events(events, viewer)]}
+
+
+def visible_events(events, viewer=None) -> list:
+    """The label events a ``viewer`` (a ``Principal``, or None: the service itself) may
+    see. An annotator never sees anyone else's answer: other annotators' crowd votes
+    (``crowd_answer``) are left out, and the label changes other people's answers and
+    corrections made are shown without their name (``OTHER_ANNOTATOR``). Every other
+    role sees everything."""
+    events = list(events)
+    if viewer is None or viewer.role != "annotator":
+        return events
+    shown = []
+    for ev in events:
+        cause = ev.why
+        if cause == IMPORTED and ev.reason:          # an imported event: "why (query n): ..."
+            cause = ev.reason.split(" ", 1)[0].rstrip(":")
+        if ev.actor == viewer.name:
+            shown.append(ev)
+        elif cause == CROWD_ANSWER:
+            continue
+        elif cause in ANSWER_CAUSES:
+            shown.append(LabelEvent(example_id=ev.example_id, old_label=ev.old_label,
+                                    new_label=ev.new_label, why=ev.why,
+                                    actor=OTHER_ANNOTATOR, query_id=ev.query_id,
+                                    reason=None, at=ev.at))
+        else:
+            shown.append(ev)
+    return shown

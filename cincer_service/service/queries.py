@@ -229,9 +229,11 @@ def answer_query(ctx: ServiceContext, pid: int, qid: int, example_label,
     """Apply an annotator's answer: relabel the example and/or the counter-example.
 
     Labels are class names or indices. When the query has a counter-example, its label is
-    required unless the annotator says ``counterexample_not_sure``. Replaying the same
-    answer (also concurrently) returns the stored result; an answer on a lost lease or a
-    different answer to an answered query is a ``Conflict``."""
+    required unless the annotator says ``counterexample_not_sure``. An answer on a lost
+    lease, to a query someone else answered, or a second answer by the annotator who
+    answered (same labels or not, also concurrently: ``crowd.already_answered``) is a
+    ``Conflict`` and changes nothing. A client retrying its own request sends the first
+    request's ``Idempotency-Key`` and gets the stored response (``service.idempotency``)."""
     with ctx.store.session() as s:
         project, q, lock = lock_for_answer(s, pid, qid)     # the lock order: project first
         example_label, counterexample_label = check_answer(
@@ -281,10 +283,12 @@ def answer_query(ctx: ServiceContext, pid: int, qid: int, example_label,
             q = s.get(Query, qid, populate_existing=True)   # someone else changed it
         if not (held and q.labels_changed_at is not None):
             if q.status == "answered":
-                if (q.answer_example_label == example_label
-                        and q.answer_counterexample_label == counterexample_label):
-                    return query_view(s, q, project, principal)
-                raise Conflict("this query was already answered differently",
+                mine = crowd.own_answer(s, q, principal.name)
+                if q.answered_by == principal.name or (mine is not None
+                                                       and mine.status == "answered"):
+                    raise crowd.already_answered(q)
+                raise Conflict("this query is already answered by another annotator; "
+                               "your answer was not applied",
                                {"query_id": qid, "status": q.status})
             raise Conflict("you do not hold a lease on this query (it expired, was taken "
                            "by another annotator, or was never leased)",

@@ -15,7 +15,11 @@ and ``confirmed``; the last label change's actor and time (``changed_by``,
 
 JSON lines add ``history``: every label event, oldest first (``at``, ``actor``,
 ``old_label``, ``old_label_name``, ``new_label``, ``new_label_name``, ``why``,
-``reason``, ``query_id``).
+``reason``, ``query_id``), and the crowd (``service.crowd_transfer``): each record's gold
+mark (``gold``, ``gold_label``) and answered ``queries`` with every annotator's answer;
+the first record carries the annotators (``crowd``). Tokens are secrets and are never
+exported. An ``annotator`` token's export holds what that annotator may see: their own
+answers, no one else's votes (``examples.visible_events``).
 
 **Import** takes such records (``id`` is ignored: the new project numbers its own) and stores
 them as they were, all or nothing: inputs, labels (``label_name`` wins over ``label``, by
@@ -24,8 +28,10 @@ statuses, ``confirmed`` and timestamps. Each recorded history event becomes one 
 with why ``import``, its actor and time, and the original cause, query and reason in its
 ``reason``; a record without ``history`` (a CSV row) gets the events its columns imply
 (ingest of the original label; the change to the current one by ``changed_by`` at
-``changed_at``). Only ``pending`` examples are screened; queries are not carried (a
-``suspicious`` example stays suspicious until someone confirms or relabels it). Examples that
+``changed_at``). Gold marks, answered queries with their answers, and the annotators come
+back as they were (``crowd_transfer``; history events then name the imported query);
+queries without answers are not carried (a ``suspicious`` example stays suspicious until
+someone confirms or relabels it). Examples that
 join the training set want a retrain (the first model, once the bootstrap set is complete).
 An ``external_id`` already in the project is a ``Conflict``: import into a new project.
 """
@@ -42,10 +48,10 @@ import numpy as np
 from sqlalchemy import select, update
 
 from ..featurize import text_features
-from . import evaluation, jobs, training
+from . import crowd_transfer, evaluation, jobs, training
 from .context import EXAMPLE_STATUSES, TRAINING, ServiceContext, project_row
 from .errors import BadInput, Conflict
-from .examples import validate_items
+from .examples import IMPORTED, validate_items, visible_events
 from .projects import label_index, label_name
 from .store import Example, LabelEvent, Project, utcnow
 
@@ -57,32 +63,35 @@ HISTORY_KEYS = ("at", "actor", "old_label", "old_label_name", "new_label", "new_
 # Every status an export shows, and so every status an import takes ("evaluation": the
 # data owner's evaluation set, examples ingested with split "evaluation").
 IMPORT_STATUSES = (*EXAMPLE_STATUSES, evaluation.HOLDOUT_STATUS, "evaluation")
-IMPORT_CAUSE = "import"
+IMPORT_CAUSE = IMPORTED
 FORMATS = {"csv": "text/csv", "jsonl": "application/x-ndjson"}
 
 
 # -- export ----------------------------------------------------------------------------------
-def export(ctx: ServiceContext, pid: int, fmt: str = "csv") -> tuple[str, str]:
+def export(ctx: ServiceContext, pid: int, fmt: str = "csv",
+           viewer=None) -> tuple[str, str]:
     """``(text, mimetype)``: every example as a CSV row or a JSON line (``fmt``), in id
-    order (see the module docstring)."""
-    records, project = export_records(ctx, pid)
+    order, as ``viewer`` may see it (see the module docstring)."""
+    records, project = export_records(ctx, pid, viewer)
     if fmt == "jsonl":
         text = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
         return text, FORMATS["jsonl"]
     return _csv_text(records, project), FORMATS["csv"]
 
 
-def export_records(ctx: ServiceContext, pid: int) -> tuple[list[dict], dict]:
-    """The JSON-lines records (with ``history``) and ``{input_kind, input_shape,
-    feature_names}`` of the project."""
+def export_records(ctx: ServiceContext, pid: int, viewer=None) -> tuple[list[dict], dict]:
+    """The JSON-lines records (with ``history`` and the crowd) and ``{input_kind,
+    input_shape, feature_names}`` of the project, as ``viewer`` may see them."""
     with ctx.store.session() as s:
         project = project_row(s, pid)
         rows = list(s.scalars(select(Example).where(Example.project_id == pid)
                               .order_by(Example.id)))
         history: dict[int, list[dict]] = {}
-        for ev in s.scalars(select(LabelEvent).join(Example).where(Example.project_id == pid)
-                            .order_by(LabelEvent.id)):
+        for ev in visible_events(s.scalars(select(LabelEvent).join(Example).where(
+                Example.project_id == pid).order_by(LabelEvent.id)), viewer):
             history.setdefault(ev.example_id, []).append(_event_record(ev, project.classes))
+        answered, crowd = crowd_transfer.export_crowd(s, project, _time, viewer)
+        gold = {e.id: crowd_transfer.gold_fields(e, project.classes) for e in rows}
         classes, kind = list(project.classes), project.input_kind
         shape = tuple(project.input_shape)
         layout = {"input_kind": kind, "input_shape": list(shape),
@@ -109,7 +118,11 @@ def export_records(ctx: ServiceContext, pid: int) -> tuple[list[dict], dict]:
                 record["image"] = png_base64(x)
             record["x"] = x.tolist()
         record["history"] = events
+        record.update(gold[e.id])
+        record["queries"] = answered.get(e.id, [])
         records.append(record)
+    if records and crowd is not None:
+        records[0]["crowd"] = crowd
     return records, layout
 
 
@@ -208,7 +221,8 @@ def import_examples(ctx: ServiceContext, pid: int, records: list,
         project = project_row(s, pid, lock=True)
         classes = list(project.classes)
         errors: dict[str, list[str]] = {}
-        parsed = [_read_record(r, i, classes, project.input_kind, actor, now, errors)
+        parsed = [_read_record(r, i, classes, project.input_kind, actor, now, errors,
+                               project.strategy)
                   for i, r in enumerate(records)]
         try:
             rows = validate_items(project, [p["item"] if p else r
@@ -225,25 +239,31 @@ def import_examples(ctx: ServiceContext, pid: int, records: list,
         if taken:
             raise Conflict("these external ids are already in the project; import into a new "
                            "project", {"external_ids": sorted(taken)[:50]})
-        results, statuses, events = [], Counter(), 0
+        results, statuses, events, stored = [], Counter(), 0, []
         for row, record in zip(rows, parsed):
             row.pop("split", None)
             row["original_label"] = record["original_label"]
+            crowd = record["crowd"]
             example = Example(project_id=pid, status=record["status"],
                               confirmed=record["confirmed"], created_at=record["created_at"],
-                              updated_at=record["updated_at"], **row)
+                              updated_at=record["updated_at"], gold=crowd["gold"],
+                              gold_label=crowd["gold_label"], **row)
             s.add(example)
-            s.flush()
-            for ev in record["history"]:
-                s.add(LabelEvent(example_id=example.id, **ev))
-            events += len(record["history"])
+            stored.append((example, crowd, record["export_id"]))
             statuses[example.status] += 1
+        s.flush()
+        carried = crowd_transfer.store_crowd(s, project, stored)
+        for (example, _, _), record in zip(stored, parsed):
+            for ev in record["history"]:
+                query = carried["queries"].get(ev.pop("original_query"))
+                s.add(LabelEvent(example_id=example.id, **ev, query_id=query))
+            events += len(record["history"])
             results.append({"id": example.id, "external_id": example.external_id,
                             "status": example.status})
         s.flush()
         _wanted_work(s, project, statuses)
     return {"imported": len(results), "events": events, "statuses": dict(statuses),
-            "items": results}
+            **carried["counts"], "items": results}
 
 
 def _wanted_work(s, project: Project, statuses: Counter) -> None:
@@ -263,7 +283,7 @@ def _wanted_work(s, project: Project, statuses: Counter) -> None:
 
 
 def _read_record(record, i: int, classes: list, kind: str, actor: str, now: datetime,
-                 errors: dict) -> dict | None:
+                 errors: dict, strategy: str) -> dict | None:
     """One record checked (problems go to ``errors`` under ``items.{i}.field``): the ingest
     item for ``validate_items`` and what import adds (labels, status, times, history);
     only used when no record has an error."""
@@ -309,9 +329,17 @@ def _read_record(record, i: int, classes: list, kind: str, actor: str, now: date
                                    changed_at, actor)
     else:
         history = _history(history, classes, actor, created_at, fail)
+    crowd = crowd_transfer.read_crowd(
+        record, classes, strategy,
+        lambda d, key, bad: _label(d, key, classes, bad),
+        _parse_time, now, fail)
+    export_id = record.get("id")
+    if isinstance(export_id, bool) or not isinstance(export_id, int):
+        export_id = None
     return {"item": item, "original_label": original, "status": status,
             "confirmed": confirmed, "created_at": created_at,
-            "updated_at": max(changed_at, created_at), "history": history}
+            "updated_at": max(changed_at, created_at), "history": history, "crowd": crowd,
+            "export_id": export_id}
 
 
 def _label(record: dict, key: str, classes: list, fail) -> int | None:
@@ -351,11 +379,11 @@ def _implied_history(label, original, changed_by, created_at, changed_at, actor)
     if label is None:
         return []
     events = [{"old_label": None, "new_label": original, "actor": actor, "at": created_at,
-               "why": IMPORT_CAUSE, "reason": "ingest", "query_id": None}]
+               "why": IMPORT_CAUSE, "reason": "ingest", "original_query": None}]
     if label != original:
         events.append({"old_label": original, "new_label": label, "actor": changed_by,
                        "at": changed_at, "why": IMPORT_CAUSE, "reason": "label change",
-                       "query_id": None})
+                       "original_query": None})
     return events
 
 
@@ -396,5 +424,6 @@ def _history(history, classes: list, actor: str, created_at: datetime, fail) -> 
         if reason:
             note = f"{note}: {reason}"
         events.append({"old_label": old, "new_label": new, "actor": (who or actor)[:200],
-                       "at": at, "why": IMPORT_CAUSE, "reason": note, "query_id": None})
+                       "at": at, "why": IMPORT_CAUSE, "reason": note,
+                       "original_query": query})
     return events

@@ -37,12 +37,16 @@ def test_queries_answers_and_histories(client, streamed, breast):
     answer = {"example_label": truth_of(breast, q["example"]),
               "counterexample_label": truth_of(breast, q["counterexample"])}
     url = f"/api/v1/projects/{pid}/queries/{q['id']}/answer"
-    first = client.post(url, json=answer, headers=ann)
+    keyed = {**ann, "Idempotency-Key": "answer-1"}
+    first = client.post(url, json=answer, headers=keyed)
     assert first.status_code == 200 and first.get_json()["status"] == "answered"
-    replay = client.post(url, json=answer, headers=ann)
-    assert replay.status_code == 200 and replay.get_json() == first.get_json()
+    retry = client.post(url, json=answer, headers=keyed)       # the client's own retry
+    assert retry.status_code == 200 and retry.get_json() == first.get_json()
+    assert retry.headers["Idempotent-Replayed"] == "true"
     changed = {**answer, "example_label": 1 - answer["example_label"]}
-    assert_error(client.post(url, json=changed, headers=ann), 409, "conflict")
+    for again in (answer, changed):                           # a second answer: a 409
+        refused = assert_error(client.post(url, json=again, headers=ann), 409, "conflict")
+        assert refused["details"]["already_answered"] is True
     assert_error(client.post(url, json={**answer, "example_label": 7}, headers=ann), 422)
 
     example = client.get(f"/api/v1/projects/{pid}/examples/{q['example']['id']}",

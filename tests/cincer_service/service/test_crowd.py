@@ -5,7 +5,7 @@ import pytest
 from sqlalchemy import select
 
 from cincer_service.service import BadInput, Conflict, Forbidden, annotators, examples, projects, queries
-from cincer_service.service.store import Answer, Example, LabelEvent, Query
+from cincer_service.service.store import Answer, Example, LabelEvent, Project, Query
 from tests.support.service import (
     BOOTSTRAP,
     annotator,
@@ -27,6 +27,21 @@ def events(ctx, eid) -> list[tuple]:
     with ctx.store.session() as s:
         return [(e.why, e.actor, e.old_label, e.new_label) for e in s.scalars(
             select(LabelEvent).where(LabelEvent.example_id == eid).order_by(LabelEvent.id))]
+
+
+def snapshot(ctx, pid, qid) -> tuple:
+    """What an answer may change: the events, answers, annotator counts and consensus."""
+    with ctx.store.session() as s:
+        q = s.get(Query, qid)
+        return (s.scalars(select(LabelEvent.id).join(Example).where(
+                    Example.project_id == pid).order_by(LabelEvent.id)).all(),
+                [(r.annotator_id, r.status, r.example_label, r.counterexample_label,
+                  r.agreement) for r in s.scalars(select(Answer).where(
+                      Answer.project_id == pid).order_by(Answer.id))],
+                [(a["name"], a["answers"], a["agreement"], a["gold"], a["confusion"])
+                 for a in annotators.list_annotators(ctx, pid)["items"]],
+                q.status, q.consensus, q.answer_example_label, q.answered_by,
+                s.get(Project, pid).crowd_state)
 
 
 def test_one_answer_per_query_is_todays_behaviour_and_names_the_annotator(ctx, stream):
@@ -69,10 +84,48 @@ def test_overlap_waits_for_consensus_and_nobody_sees_the_others(ctx, stream):
     assert [h[:2] for h in history[-3:]] == [("crowd_answer", "a"), ("crowd_answer", "b"),
                                              ("consensus", "consensus")]
     assert all(h[2] == h[3] == before for h in history[-3:-1])   # votes change nothing
-    # the same answer again is a replay; another answer is a 409
-    assert queries.answer_query(ctx, pid, qa["id"], *truth, a)["status"] == "answered"
-    with pytest.raises(Conflict):
-        queries.answer_query(ctx, pid, qa["id"], 1 - truth[0], truth[1], a)
+    # a second answer by a, the same or another, is a 409 that changes nothing
+    before = snapshot(ctx, pid, qa["id"])
+    for again in (truth, (1 - truth[0], truth[1])):
+        with pytest.raises(Conflict) as refused:
+            queries.answer_query(ctx, pid, qa["id"], *again, a)
+        assert refused.value.details["already_answered"] is True
+    assert snapshot(ctx, pid, qa["id"]) == before
+
+
+def test_a_second_answer_while_collecting_is_a_409_that_changes_nothing(ctx, stream):
+    data, _, _ = stream
+    pid = crowd_project(ctx, stream, answers_per_query=3, max_answers_per_query=3)
+    a = annotator(ctx, pid, "a")
+    q = queries.lease_next_query(ctx, pid, a)
+    truth = true_answer(q, data.y_train)
+    assert queries.answer_query(ctx, pid, q["id"], *truth, a)["status"] == "collecting"
+    before = snapshot(ctx, pid, q["id"])
+    for again in (truth, (1 - truth[0], truth[1])):
+        with pytest.raises(Conflict) as refused:
+            queries.answer_query(ctx, pid, q["id"], *again, a)
+        assert refused.value.details == {"query_id": q["id"], "status": "collecting",
+                                         "already_answered": True}
+    assert snapshot(ctx, pid, q["id"]) == before
+
+
+def test_a_second_answer_in_single_mode_is_a_409_that_changes_nothing(ctx, stream):
+    data, _, _ = stream
+    pid = crowd_project(ctx, stream)
+    alice, bob = annotator(ctx, pid, "alice"), annotator(ctx, pid, "bob")
+    q = queries.lease_next_query(ctx, pid, alice)
+    assert queries.lease_next_query(ctx, pid, bob)["id"] != q["id"]
+    truth = true_answer(q, data.y_train)
+    queries.answer_query(ctx, pid, q["id"], *truth, alice)
+    before = snapshot(ctx, pid, q["id"])
+    for again in (truth, (1 - truth[0], truth[1])):
+        with pytest.raises(Conflict) as refused:
+            queries.answer_query(ctx, pid, q["id"], *again, alice)
+        assert refused.value.details["already_answered"] is True
+    with pytest.raises(Conflict) as other:             # someone else: not "already answered"
+        queries.answer_query(ctx, pid, q["id"], *truth, bob)
+    assert "already_answered" not in other.value.details
+    assert snapshot(ctx, pid, q["id"]) == before
 
 
 def test_overlap_settings_are_validated():
@@ -129,10 +182,14 @@ def test_gold_checks_never_change_labels_and_score_the_annotator(ctx, stream):
             assert s.get(Example, q.example_id).gold
     [me] = annotators.list_annotators(ctx, pid)["items"]
     assert me["gold"]["answers"] == len(checks) and me["gold"]["correct"] == len(checks)
-    # answering a gold pair twice differently is a 409
-    with pytest.raises(Conflict):
-        queries.answer_query(ctx, pid, checks[0].id, 1 - checks[0].answer_example_label,
-                             checks[0].answer_counterexample_label, ann)
+    # answering a gold pair twice, the same or differently, is a 409 that changes nothing
+    before = snapshot(ctx, pid, checks[0].id)
+    for label in (checks[0].answer_example_label, 1 - checks[0].answer_example_label):
+        with pytest.raises(Conflict) as refused:
+            queries.answer_query(ctx, pid, checks[0].id, label,
+                                 checks[0].answer_counterexample_label, ann)
+        assert refused.value.details["already_answered"] is True
+    assert snapshot(ctx, pid, checks[0].id) == before
 
 
 def test_a_suspended_annotator_is_refused_and_can_be_restored(ctx, stream):

@@ -111,9 +111,10 @@ def test_leases_answers_and_conflicts(tmp_path, stream):
         queries.answer_query(ctx, pid, qid, 5, ce_truth, alice)
     first = queries.answer_query(ctx, pid, qid, truth, ce_truth, alice)
     assert first["status"] == "answered"
-    assert queries.answer_query(ctx, pid, qid, truth, ce_truth, alice) == first   # replay
-    with pytest.raises(Conflict):
-        queries.answer_query(ctx, pid, qid, 1 - truth, ce_truth, alice)
+    for again in (truth, 1 - truth):                  # a second answer: never applied
+        with pytest.raises(Conflict) as refused:
+            queries.answer_query(ctx, pid, qid, again, ce_truth, alice)
+        assert refused.value.details["already_answered"] is True
     history = examples.get_example(ctx, pid, q["example"]["id"])["history"]
     assert sum(h["query_id"] == qid for h in history) == 1
 
@@ -203,7 +204,9 @@ def test_correction_goes_into_the_history_with_its_reason(open_queries, stream):
     assert history[-1]["old_label"] == 1 - right and history[-1]["new_label"] == right
 
 
-def test_identical_concurrent_answers_both_succeed(open_queries, stream):
+def test_identical_concurrent_answers_apply_once(open_queries, stream):
+    """The same answer sent twice at once (no Idempotency-Key): one is applied, the other
+    is a 409 that says it was already answered."""
     ctx, pid = open_queries
     alice = annotator(ctx, pid, "alice")
     q = queries.lease_next_query(ctx, pid, alice)
@@ -221,8 +224,8 @@ def test_identical_concurrent_answers_both_succeed(open_queries, stream):
         t.start()
     for t in threads:
         t.join()
-    assert not errors and len(results) == 2
-    assert results[0]["answer"] == results[1]["answer"]
+    assert len(results) == 1 and len(errors) == 1
+    assert isinstance(errors[0], Conflict) and errors[0].details["already_answered"] is True
     history = examples.get_example(ctx, pid, q["example"]["id"])["history"]
     assert sum(h["query_id"] == q["id"] for h in history) == 1
 

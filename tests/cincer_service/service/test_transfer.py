@@ -12,10 +12,27 @@ from PIL import Image
 from sqlalchemy import select
 
 from cincer_service.datasets import load_dataset
-from cincer_service.service import BadInput, Conflict, examples, projects, queries, transfer
-from cincer_service.service.store import Example, LabelEvent
+from cincer_service.service import (
+    BadInput,
+    Conflict,
+    Forbidden,
+    access,
+    annotators,
+    examples,
+    projects,
+    queries,
+    transfer,
+)
+from cincer_service.service.store import Example, LabelEvent, Project
 from cincer_service.spec import ProjectSpec
-from tests.support.service import BOOTSTRAP, annotator, answer_all, items, new_project
+from tests.support.service import (
+    BOOTSTRAP,
+    annotator,
+    answer_all,
+    items,
+    new_project,
+    true_answer,
+)
 
 
 def jsonl(ctx, pid) -> list[dict]:
@@ -68,10 +85,15 @@ def test_tabular_round_trip_keeps_labels_statuses_inputs_and_history(ctx, stream
     assert result["imported"] == len(records)
     assert result["events"] == sum(len(r["history"]) for r in records)
     same_examples(ctx, pid, target)
-    # Nothing was screened again: no stream query in the copy (the first model's bootstrap
-    # audit may still ask about a few), and its export matches the source's.
-    assert not [q for q in queries.list_queries(ctx, target, limit=500)["items"]
-                if q["origin"] == "stream"]
+    # Nothing was screened again: the only stream queries in the copy are the answered ones
+    # it carried (the first model's bootstrap audit may still ask about a few), and its
+    # export matches the source's.
+    carried = [q for r in records for q in r["queries"]]
+    assert len(carried) == len(answered) and result["answers"] == len(answered)
+    copied_queries = [q for q in queries.list_queries(ctx, target, limit=500)["items"]
+                      if q["origin"] == "stream"]
+    assert all(q["status"] == "answered" for q in copied_queries)
+    assert len(copied_queries) == sum(q["origin"] == "stream" for q in carried)
     copied = {r["external_id"]: r for r in jsonl(ctx, target)}
     for r in records:
         c = copied[r["external_id"]]
@@ -189,3 +211,104 @@ def test_import_without_history_implies_it_and_names_bad_fields(ctx):
     assert len(jsonl(ctx, pid)) == 2                     # all or nothing
     with pytest.raises(BadInput, match="nothing to import"):
         transfer.import_examples(ctx, pid, [])
+
+
+def crowd_session(ctx, stream) -> tuple[int, dict]:
+    """A crowd project (two answers per query) where a and b answered, a gold check among
+    them, and b was suspended afterwards; the annotators' principals."""
+    data, _, _ = stream
+    pid = new_project(ctx, retrain={"mode": "warm", "every_n_answers": 100000},
+                      crowd={"answers_per_query": 2, "max_answers_per_query": 3,
+                             "consensus_confidence": 0.5, "gold_share": 0.5})
+    examples.ingest(ctx, pid, items(stream, 0, BOOTSTRAP + 40))
+    with ctx.store.session() as s:
+        gold = list(s.scalars(select(Example.id).where(
+            Example.project_id == pid, Example.status == "accepted").order_by(Example.id)
+            .limit(10)))
+    annotators.mark_gold(ctx, pid, gold, True)
+    people = {name: annotator(ctx, pid, name) for name in ("a", "b")}
+    for _ in range(4):
+        for p in people.values():
+            q = queries.lease_next_query(ctx, pid, p)
+            if q is not None:
+                queries.answer_query(ctx, pid, q["id"], *true_answer(q, data.y_train), p)
+    [b] = [a for a in annotators.list_annotators(ctx, pid)["items"] if a["name"] == "b"]
+    annotators.set_suspended(ctx, pid, b["id"], True, "owner")
+    return pid, people
+
+
+def table(ctx, pid) -> dict:
+    listed = annotators.list_annotators(ctx, pid)
+    return {"alpha": listed["krippendorff_alpha"],
+            "items": [{k: v for k, v in a.items() if k != "id"} for a in listed["items"]]}
+
+
+def gold_set(ctx, pid) -> dict:
+    with ctx.store.session() as s:
+        return {e.external_id: e.gold_label for e in s.scalars(
+            select(Example).where(Example.project_id == pid, Example.gold))}
+
+
+def test_the_crowd_round_trips_without_tokens_and_annotators_export_their_own(ctx, stream):
+    pid, people = crowd_session(ctx, stream)
+    secret = access.create_token(ctx, pid, "annotator", "c")["token"]
+    before = table(ctx, pid)
+    assert {a["name"] for a in before["items"]} == {"a", "b"}
+    assert sum(a["gold"]["answers"] for a in before["items"]) >= 1
+    assert [a["suspended"] for a in before["items"]] == [False, True]
+    text, _ = transfer.export(ctx, pid, "jsonl")
+    assert secret not in text and '"token' not in text          # tokens are secrets
+    records = [json.loads(line) for line in text.splitlines()]
+    assert {a["name"] for a in records[0]["crowd"]["annotators"]} == {"a", "b"}
+    assert sum(len(q["answers"]) for r in records for q in r["queries"]) == sum(
+        a["answers"] for a in before["items"])
+
+    # Bad crowd fields are named, and nothing is imported.
+    target = new_project(ctx, name="copy", crowd={"answers_per_query": 2,
+                                                  "max_answers_per_query": 3,
+                                                  "consensus_confidence": 0.5,
+                                                  "gold_share": 0.5})
+    with_query = next(i for i, r in enumerate(records) if r["queries"])
+    bad = [dict(r) for r in records]
+    bad[0] = {**bad[0], "gold": "yes", "crowd": {**bad[0]["crowd"], "state": {"c": 7}}}
+    q = dict(bad[with_query]["queries"][0])
+    q["answers"] = [{**q["answers"][0], "annotator": ""}, {"annotator": "z", "gold": 3}]
+    bad[with_query] = {**bad[with_query], "queries": [q]}
+    with pytest.raises(BadInput) as refused:
+        transfer.import_examples(ctx, target, bad)
+    assert {"items.0.gold", "items.0.crowd.state",
+            f"items.{with_query}.queries.0.answers.0.annotator",
+            f"items.{with_query}.queries.0.answers.1.gold"} <= set(refused.value.details)
+    assert examples.list_examples(ctx, target)["total"] == 0
+    assert annotators.list_annotators(ctx, target)["items"] == []
+
+    half = len(records) // 2                       # two requests, as the client batches
+    transfer.import_examples(ctx, target, records[:half], actor="admin")
+    transfer.import_examples(ctx, target, records[half:], actor="admin")
+    assert table(ctx, target) == before
+    assert gold_set(ctx, target) == gold_set(ctx, pid) and len(gold_set(ctx, pid)) == 10
+    with ctx.store.session() as s:
+        assert s.get(Project, target).crowd_state == s.get(Project, pid).crowd_state
+    copied = {r["external_id"]: r for r in jsonl(ctx, target)}
+    for i, r in enumerate(records):       # a vote names its query when imported together
+        batch = records[:half] if i < half else records[half:]
+        together = {q["id"] for b in batch for q in b["queries"]}
+        votes = [e for e in copied[r["external_id"]]["history"]
+                 if e["reason"].startswith("crowd_answer") and e["query_id"] is not None]
+        assert len(votes) == sum(e["why"] == "crowd_answer" and e["query_id"] in together
+                                 for e in r["history"])
+    # b, still suspended in the copy, is refused there too
+    with pytest.raises(Forbidden):
+        queries.lease_next_query(ctx, target, annotator(ctx, target, "b"))
+
+    # An annotator's export holds their own answers and record only.
+    text, _ = transfer.export(ctx, pid, "jsonl", people["a"])
+    mine = [json.loads(line) for line in text.splitlines()]
+    assert [a["name"] for a in mine[0]["crowd"]["annotators"]] == ["a"]
+    assert mine[0]["crowd"]["state"] is None
+    answers = [x for r in mine for q in r["queries"] for x in q["answers"]]
+    assert answers and {x["annotator"] for x in answers} == {"a"}
+    assert all(q["consensus"] is None for r in mine for q in r["queries"])
+    actors = {e["actor"] for r in mine for e in r["history"]
+              if e["why"] in ("crowd_answer", "answer_example", "answer_counterexample")}
+    assert "b" not in actors and "a" in actors
