@@ -13,12 +13,14 @@ the service's ``{"error": {"code", "message", "details"}}`` body.
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Callable, Iterable, Iterator
 
 import requests
 
 API_PREFIX = "/api/v1"
 DEFAULT_BATCH_SIZE = 500
+IDEMPOTENCY_HEADER = "Idempotency-Key"     # a POST with one is applied once, so retried
 WAIT_BATCH_SIZE = 100            # the most items a batch may hold when it waits for verdicts
 IDLE_EXAMPLE_STATUSES = ("pending",)           # examples still waiting for screening
 BUSY_QUERY_STATUSES = ("computing",)           # queries still waiting for a counter-example
@@ -106,10 +108,13 @@ class CincerClient:
         client's); raise ``ApiError`` on a non-2xx answer.
 
         GETs are retried ``retries`` times on connection errors and timeouts (they change
-        nothing, so a retry is safe); other methods are sent once."""
+        nothing, so a retry is safe), and so are requests with an ``Idempotency-Key``
+        header (the server applies them once and answers a retry with the stored
+        response); other methods are sent once."""
         url = (self.root if absolute else self.api) + path
         params = {k: v for k, v in (params or {}).items() if v is not None}
-        attempts = 1 + (self.retries if method.upper() == "GET" else 0)
+        safe = method.upper() == "GET" or IDEMPOTENCY_HEADER in (headers or {})
+        attempts = 1 + (self.retries if safe else 0)
         for attempt in range(attempts):
             try:
                 response = self.session.request(
@@ -282,12 +287,17 @@ class CincerClient:
 
     def answer_query(self, pid: int, qid: int, example_label: int | str,
                      counterexample_label: int | str | None = None,
-                     counterexample_not_sure: bool = False) -> dict:
+                     counterexample_not_sure: bool = False,
+                     idempotency_key: str | None = None) -> dict:
         """``POST /projects/{pid}/queries/{qid}/answer``; labels are class indices or
-        names. Replaying the same answer is harmless, a lost lease or a different answer is
-        a 409 ``ApiError``."""
+        names. The request carries an ``Idempotency-Key`` (``idempotency_key``, else a new
+        one), so it is retried like a GET after a connection error or timeout: the server
+        applies it once. A lost lease, or a second answer to a query you answered (another
+        call), is a 409 ``ApiError`` (``details["already_answered"]`` for the latter)."""
         body = _answer_body(example_label, counterexample_label, counterexample_not_sure)
-        return self._json("POST", f"/projects/{int(pid)}/queries/{int(qid)}/answer", json=body)
+        key = idempotency_key or f"answer-{uuid.uuid4()}"
+        return self._json("POST", f"/projects/{int(pid)}/queries/{int(qid)}/answer",
+                          json=body, headers={IDEMPOTENCY_HEADER: key})
 
     def release_query(self, pid: int, qid: int) -> dict:
         """``POST /projects/{pid}/queries/{qid}/release`` (annotator): skip a leased query."""

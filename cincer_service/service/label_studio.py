@@ -705,6 +705,7 @@ def apply_review_answer(ctx: ServiceContext, pid: int, principal: Principal | No
         if q.counterexample_id is None:
             counter_label = None
         status, counter_id = q.status, q.counterexample_id
+        stored = (q.answered_by, q.answer_example_label, q.answer_counterexample_label)
         actor = annotator_name(annotation, link.users)
     if token is None:
         raise BadInput("the integration's token is gone", {"token": ["connect again"]})
@@ -712,6 +713,12 @@ def apply_review_answer(ctx: ServiceContext, pid: int, principal: Principal | No
     if status not in ("open", "leased", "answered"):
         _set_review(ctx, qid, "removed", f"query {status}")
         return {"outcome": "stale", "query_id": qid, "query_status": status}
+    if stored == (actor, example_label, counter_label):
+        # Label Studio delivered this annotation again (its webhooks retry): the answer
+        # stands; sending it to ``answer_query`` again would be a second answer (a 409).
+        _set_review(ctx, qid, "answered", None)
+        return {"outcome": "answered", "query_id": qid, "query_status": status,
+                "annotator": actor}
     if status != "answered":
         now = utcnow()
         with ctx.store.session() as s:

@@ -116,6 +116,26 @@ def test_sign_in_and_answer_with_the_keyboard(browser, live, breast_project):
     WebDriverWait(driver, WAIT).until(
         lambda d: "Answered 3" in d.find_element(By.ID, "progress").text)
     assert "pair #%d" % done[-1][0] in driver.find_element(By.ID, "last-text").text
+    answered_before_the_page(driver, live, project)
+
+
+def answered_before_the_page(driver, live, project):
+    """The annotator's answer to the shown pair reached the server before (a retry after a
+    lost response): the page's answer gets the 409 ``already_answered``, says the answer
+    was saved and moves on; nothing is applied twice."""
+    token = project["tokens"]["annotator"]
+    qid, count = shown(driver)
+    q = query_of(live, project, qid)
+    body = {"example_label": q["example"]["label"]}
+    if q["counterexample"] is not None:
+        body["counterexample_not_sure"] = True
+    status, _ = rest(live, token, "POST", f"/projects/{project['id']}/queries/{qid}/answer",
+                     body)
+    assert status == 200
+    press(driver, "k", Keys.ENTER)
+    wait_next_or_idle(driver, count)
+    assert "already saved" in driver.find_element(By.ID, "message").text
+    assert len(events_of(live, project, q["example"]["id"], qid)) == 1
 
 
 def test_five_pairs_with_a_skip_and_a_correction(browser, live, breast_project):
@@ -219,3 +239,4 @@ def test_a_text_project_shows_the_utterances(browser, live, service):
     quotes = [q.text for q in browser.find_elements(By.CSS_SELECTOR, "blockquote.utterance")]
     assert len(quotes) == 2 and all(q in texts for q in quotes)
     assert not browser.find_element(By.ID, "features").is_displayed()
+

@@ -130,6 +130,20 @@ def test_gets_are_retried_on_connection_errors_posts_are_not():
     assert len(session.calls) == 1                  # leasing changes state: no retry
 
 
+def test_answers_carry_an_idempotency_key_and_are_retried_with_it():
+    answered = {"id": 4, "status": "answered"}
+    client, session = client_with([requests.Timeout("slow"), FakeResponse(200, answered)],
+                                  retries=2)
+    assert client.answer_query(1, 4, "a", counterexample_not_sure=True) == answered
+    keys = [kwargs["headers"]["Idempotency-Key"] for _, _, kwargs in session.calls]
+    assert len(keys) == 2 and keys[0] == keys[1] and keys[0]    # the retry: the same key
+    client, session = client_with([FakeResponse(200, answered)] * 2)
+    client.answer_query(1, 4, "a", counterexample_not_sure=True)
+    client.answer_query(1, 4, "a", counterexample_not_sure=True, idempotency_key="mine")
+    first, second = (kwargs["headers"]["Idempotency-Key"] for _, _, kwargs in session.calls)
+    assert first != keys[0] and second == "mine"            # a new call: a new key
+
+
 def test_http_errors_are_not_retried():
     client, session = client_with([FakeResponse(500, {"error": {"code": "internal",
                                                                 "message": "x"}})])

@@ -10,11 +10,13 @@
   const RESERVED = new Set(["s", "k", "c"]);   // skip, keep, correct
   const IDLE_POLL_MS = 4000;
   const STD_SAMPLE = 500;     // examples read for the features' standard deviations
+  const ANSWER_RETRY_MS = 1000;   // wait before resending an answer whose connection failed
 
   const state = {
     projects: [], project: null, query: null, active: "example",
     choice: {example: null, counterexample: null}, last: null, busy: false,
     skipped: new Set(), poll: null, pressedAt: null, sortByDifference: true,
+    answerKey: null,      // {query, body, key}: the Idempotency-Key of the answer being sent
   };
   // Timings the browser tests read: first pair after load, and key press -> next pair.
   const metrics = window.cincerMetrics = {firstPairMs: null, nextPairMs: []};
@@ -393,13 +395,19 @@
                             q.counterexample ? state.choice.counterexample : null, q);
     state.busy = true;
     try {
-      await call("POST", `/projects/${state.project.id}/queries/${q.id}/answer`, body);
+      await sendAnswer(q, body);
       state.last = {query: q, answer: body};
       renderLast();
       say("", "info");
     } catch (error) {
       state.busy = false;
-      if (error.status === 409) {
+      if (error.status === 409 && error.details.already_answered) {
+        // Our answer reached the server before (a retry after a lost response, or a second
+        // press): the first answer stands, nothing was applied twice.
+        say("Your answer to this pair was already saved. Here is the next one.", "info");
+        refreshStats();
+        await next();
+      } else if (error.status === 409) {
         say("Your answer was not saved: you no longer hold this pair (your hold ran out, " +
             "or someone else answered it first). Here is the next one.", "warn");
         refreshStats();
@@ -413,6 +421,27 @@
     state.busy = false;
     refreshStats();
     await next();
+  }
+
+  // Send an answer under one Idempotency-Key per pair and answer: a press again after a
+  // network failure reuses it, and one automatic retry follows a lost connection; the
+  // server applies the answer once and gives the stored response back to a retry.
+  async function sendAnswer(q, body) {
+    const text = JSON.stringify(body);
+    if (!state.answerKey || state.answerKey.query !== q.id || state.answerKey.body !== text) {
+      const random = (window.crypto && crypto.randomUUID) ? crypto.randomUUID()
+        : String(Date.now()) + "-" + Math.random().toString(16).slice(2);
+      state.answerKey = {query: q.id, body: text, key: "answer-" + random};
+    }
+    const path = `/projects/${state.project.id}/queries/${q.id}/answer`;
+    const headers = {"Idempotency-Key": state.answerKey.key};
+    try {
+      return await call("POST", path, body, headers);
+    } catch (error) {
+      if (error.status !== 0) throw error;
+      await new Promise(resolve => setTimeout(resolve, ANSWER_RETRY_MS));
+      return await call("POST", path, body, headers);
+    }
   }
 
   // The answer as the API takes it: a counter-example left unlabelled is "not sure".

@@ -26,8 +26,10 @@ const Cincer = (() => {
   function signOut() { sessionStorage.removeItem(TOKEN); sessionStorage.removeItem(PROJECT); }
 
   // One call to the API; resolves to the parsed body (null for 204), rejects with ApiError.
-  async function call(method, path, body) {
-    const headers = {"Authorization": "Bearer " + token(), "Accept": "application/json"};
+  // ``extra``: more request headers (an Idempotency-Key).
+  async function call(method, path, body, extra) {
+    const headers = {"Authorization": "Bearer " + token(), "Accept": "application/json",
+                     ...(extra || {})};
     const init = {method, headers};
     if (body !== undefined) {
       headers["Content-Type"] = "application/json";
