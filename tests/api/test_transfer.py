@@ -21,7 +21,12 @@ def test_export_import_round_trip(client, streamed):
                 json={"example_label": 1 - example["label"],
                       **({"counterexample_not_sure": True} if query["counterexample"]
                          else {})}).get_json()
+    gold = [e["id"] for e in client.get(f"/api/v1/projects/{pid}/examples?status=accepted"
+                                        "&limit=2", headers=bearer(ADMIN)).get_json()["items"]]
+    client.post(f"/api/v1/projects/{pid}/gold", json={"example_ids": gold},
+                headers=bearer(ADMIN))
     records = export_lines(client, pid)
+    assert [a["name"] for a in records[0]["crowd"]["annotators"]] == ["annotator"]
     answered = next(r for r in records if r["id"] == example["id"])
     assert answered["label_name"] == PROJECT["classes"][1 - example["label"]]
     assert answered["status"] in ("reviewed", "accepted") and answered["confirmed"] is True
@@ -47,6 +52,25 @@ def test_export_import_round_trip(client, streamed):
     for r in records:
         assert {k: copied[r["external_id"]][k] for k in keys} == {k: r[k] for k in keys}
         assert len(copied[r["external_id"]]["history"]) == len(r["history"])
+    # the annotators' table and the gold set come along (tokens do not: they are secrets)
+    assert result["answers"] == 1 and result["annotators"] == 1
+
+    def annotators_of(project):
+        listed = client.get(f"/api/v1/projects/{project}/annotators",
+                            headers=bearer(ADMIN)).get_json()
+        return [{k: v for k, v in a.items() if k != "id"} for a in listed["items"]], \
+            listed["krippendorff_alpha"]
+
+    def gold_of(project):
+        listed = client.get(f"/api/v1/projects/{project}/gold", headers=bearer(ADMIN))
+        return {copied_or(e["id"], project): e["label"] for e in listed.get_json()["items"]}
+
+    def copied_or(eid, project):
+        return client.get(f"/api/v1/projects/{project}/examples/{eid}",
+                          headers=bearer(ADMIN)).get_json()["external_id"]
+    assert annotators_of(target) == annotators_of(pid)
+    assert gold_of(target) == gold_of(pid) and len(gold_of(pid)) == 2
+    assert streamed["tokens"]["annotator"] not in "".join(map(json.dumps, records))
 
     again = client.post(path, json={"items": records[:2]}, headers=bearer(ADMIN))
     assert_error(again, 409, "conflict")
