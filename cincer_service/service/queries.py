@@ -388,6 +388,10 @@ def correct_answer(ctx: ServiceContext, pid: int, qid: int, example_label,
                            {"query_id": qid, "status": q.status})
         if q.lease_holder != principal.token_id and principal.role != "admin":
             raise Forbidden("only the annotator who answered (or an admin) may correct it")
+        if q.origin == crowd.GOLD:
+            raise Conflict("a gold check is scored against trusted labels and never changes "
+                           "a label; it cannot be corrected", {"query_id": qid,
+                                                               "status": q.status})
         example_label, counterexample_label = check_answer(
             project, q, example_label, counterexample_label, counterexample_not_sure)
         changes = [LabelChange(eid, label, "correction")

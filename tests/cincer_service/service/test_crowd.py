@@ -189,6 +189,9 @@ def test_gold_checks_never_change_labels_and_score_the_annotator(ctx, stream):
             queries.answer_query(ctx, pid, checks[0].id, label,
                                  checks[0].answer_counterexample_label, ann)
         assert refused.value.details["already_answered"] is True
+    with pytest.raises(Conflict, match="gold check"):          # nor corrected
+        queries.correct_answer(ctx, pid, checks[0].id, 1 - checks[0].answer_example_label,
+                               checks[0].answer_counterexample_label, "oops", ann)
     assert snapshot(ctx, pid, checks[0].id) == before
 
 
