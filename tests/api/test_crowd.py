@@ -58,29 +58,25 @@ def test_crowd_endpoints(client, streamed, breast):
                  403)
     assert client.post(f"{url}/restore", headers=admin).get_json()["suspended"] is False
 
+    only_their_own_votes_and_one_answer(client, base, ann, q, answer)
 
-def test_annotators_see_only_their_own_votes_and_answer_once(client, streamed, breast):
-    """Two annotators answer one collecting query: each reads their own vote only (example
-    history, query, query list, export), an admin reads both. A retry with the first
-    request's Idempotency-Key gets the stored response; any other second answer is a 409
-    that changes nothing."""
-    pid, tokens = streamed["id"], streamed["tokens"]
-    admin, ann = bearer(ADMIN), bearer(tokens["annotator"])
-    base = f"/api/v1/projects/{pid}"
-    client.patch(base, json={"crowd": {"answers_per_query": 3, "gold_share": 0.0}},
-                 headers=admin)
+
+def only_their_own_votes_and_one_answer(client, base, ann, q, truth):
+    """A second annotator answers the collecting query ``ann`` answered with ``truth``:
+    each reads their own vote only (example history, query, query list, export), an admin
+    reads both. A retry with the first request's Idempotency-Key gets the stored response;
+    any other second answer is a 409 that changes nothing."""
+    admin = bearer(ADMIN)
+    client.patch(base, json={"crowd": {"gold_share": 0.0}}, headers=admin)
     bob = bearer(client.post(f"{base}/tokens", json={"role": "annotator", "name": "bob"},
                              headers=admin).get_json()["token"])
-    q = client.post(f"{base}/queries/next", headers=ann).get_json()
     assert client.post(f"{base}/queries/next", headers=bob).get_json()["id"] == q["id"]
-    truth = {"example_label": truth_of(breast, q["example"]),
-             "counterexample_label": truth_of(breast, q["counterexample"])}
     other = {**truth, "example_label": 1 - truth["example_label"]}
     url = f"{base}/queries/{q['id']}/answer"
-    assert client.post(url, json=truth, headers=ann).status_code == 200
     keyed = {**bob, "Idempotency-Key": "bob-1"}
     first = client.post(url, json=other, headers=keyed)
-    assert first.status_code == 200 and first.get_json()["status"] == "collecting"
+    assert first.status_code == 200, first.get_json()
+    status = first.get_json()["status"]
 
     def state():
         history = client.get(f"{base}/examples/{q['example']['id']}", headers=admin)
@@ -92,7 +88,7 @@ def test_annotators_see_only_their_own_votes_and_answer_once(client, streamed, b
     assert retry.headers["Idempotent-Replayed"] == "true"
     for again in (other, truth):                                   # a second answer
         refused = assert_error(client.post(url, json=again, headers=bob), 409, "conflict")
-        assert refused["details"] == {"query_id": q["id"], "status": "collecting",
+        assert refused["details"] == {"query_id": q["id"], "status": status,
                                       "already_answered": True}
     assert state() == before
 
@@ -109,7 +105,7 @@ def test_annotators_see_only_their_own_votes_and_answer_once(client, streamed, b
     for headers, name, label in ((ann, "annotator", truth), (bob, "bob", other)):
         seen = client.get(f"{base}/queries/{q['id']}", headers=headers).get_json()["answer"]
         assert seen["annotator"] == name and seen["example_label"] == label["example_label"]
-        listed = client.get(f"{base}/queries?status=collecting",
+        listed = client.get(f"{base}/queries?status={status}&limit=500",
                             headers=headers).get_json()["items"]
         assert [x["answer"]["annotator"] for x in listed if x["id"] == q["id"]] == [name]
         export = client.get(f"{base}/export?format=jsonl", headers=headers).get_data(True)

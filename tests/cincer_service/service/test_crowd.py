@@ -57,6 +57,19 @@ def test_one_answer_per_query_is_todays_behaviour_and_names_the_annotator(ctx, s
     [me] = listed["items"]
     assert me["name"] == "alice" and me["answers"] == 1 and not me["flagged"]
     assert len(me["confusion"]) == 2 and me["agreement"] is not None
+    # a second answer by alice (the same or another) is a 409 that changes nothing; bob's
+    # is a 409 too, not "already answered"
+    bob = annotator(ctx, pid, "bob")
+    assert queries.lease_next_query(ctx, pid, bob)["id"] != q["id"]
+    before = snapshot(ctx, pid, q["id"])
+    for again in (truth, (1 - truth[0], truth[1])):
+        with pytest.raises(Conflict) as refused:
+            queries.answer_query(ctx, pid, q["id"], *again, alice)
+        assert refused.value.details["already_answered"] is True
+    with pytest.raises(Conflict) as other:
+        queries.answer_query(ctx, pid, q["id"], *truth, bob)
+    assert "already_answered" not in other.value.details
+    assert snapshot(ctx, pid, q["id"]) == before
 
 
 def test_overlap_waits_for_consensus_and_nobody_sees_the_others(ctx, stream):
@@ -74,6 +87,14 @@ def test_overlap_waits_for_consensus_and_nobody_sees_the_others(ctx, stream):
     assert mine["status"] == "collecting" and mine["answer"]["annotator"] == "a"
     assert examples.get_example(ctx, pid, eid)["label"] == before   # no label change yet
     assert queries.get_query(ctx, pid, qa["id"], b)["answer"] is None   # b sees nothing
+    # while collecting, a second answer by a (the same or another) is a 409, nothing changes
+    collecting = snapshot(ctx, pid, qa["id"])
+    for again in (truth, (1 - truth[0], truth[1])):
+        with pytest.raises(Conflict) as refused:
+            queries.answer_query(ctx, pid, qa["id"], *again, a)
+        assert refused.value.details == {"query_id": qa["id"], "status": "collecting",
+                                         "already_answered": True}
+    assert snapshot(ctx, pid, qa["id"]) == collecting
     # a is never offered the pair they answered
     nxt = queries.lease_next_query(ctx, pid, a)
     assert nxt is None or nxt["id"] != qa["id"]
@@ -84,48 +105,13 @@ def test_overlap_waits_for_consensus_and_nobody_sees_the_others(ctx, stream):
     assert [h[:2] for h in history[-3:]] == [("crowd_answer", "a"), ("crowd_answer", "b"),
                                              ("consensus", "consensus")]
     assert all(h[2] == h[3] == before for h in history[-3:-1])   # votes change nothing
-    # a second answer by a, the same or another, is a 409 that changes nothing
+    # once complete too
     before = snapshot(ctx, pid, qa["id"])
     for again in (truth, (1 - truth[0], truth[1])):
         with pytest.raises(Conflict) as refused:
             queries.answer_query(ctx, pid, qa["id"], *again, a)
         assert refused.value.details["already_answered"] is True
     assert snapshot(ctx, pid, qa["id"]) == before
-
-
-def test_a_second_answer_while_collecting_is_a_409_that_changes_nothing(ctx, stream):
-    data, _, _ = stream
-    pid = crowd_project(ctx, stream, answers_per_query=3, max_answers_per_query=3)
-    a = annotator(ctx, pid, "a")
-    q = queries.lease_next_query(ctx, pid, a)
-    truth = true_answer(q, data.y_train)
-    assert queries.answer_query(ctx, pid, q["id"], *truth, a)["status"] == "collecting"
-    before = snapshot(ctx, pid, q["id"])
-    for again in (truth, (1 - truth[0], truth[1])):
-        with pytest.raises(Conflict) as refused:
-            queries.answer_query(ctx, pid, q["id"], *again, a)
-        assert refused.value.details == {"query_id": q["id"], "status": "collecting",
-                                         "already_answered": True}
-    assert snapshot(ctx, pid, q["id"]) == before
-
-
-def test_a_second_answer_in_single_mode_is_a_409_that_changes_nothing(ctx, stream):
-    data, _, _ = stream
-    pid = crowd_project(ctx, stream)
-    alice, bob = annotator(ctx, pid, "alice"), annotator(ctx, pid, "bob")
-    q = queries.lease_next_query(ctx, pid, alice)
-    assert queries.lease_next_query(ctx, pid, bob)["id"] != q["id"]
-    truth = true_answer(q, data.y_train)
-    queries.answer_query(ctx, pid, q["id"], *truth, alice)
-    before = snapshot(ctx, pid, q["id"])
-    for again in (truth, (1 - truth[0], truth[1])):
-        with pytest.raises(Conflict) as refused:
-            queries.answer_query(ctx, pid, q["id"], *again, alice)
-        assert refused.value.details["already_answered"] is True
-    with pytest.raises(Conflict) as other:             # someone else: not "already answered"
-        queries.answer_query(ctx, pid, q["id"], *truth, bob)
-    assert "already_answered" not in other.value.details
-    assert snapshot(ctx, pid, q["id"]) == before
 
 
 def test_overlap_settings_are_validated():
