@@ -45,5 +45,15 @@ CROWD_SHRINK_STRENGTH = 100.0
 # → .974 (2) → .980 (3) → .982 (4) → .977 (6); the model's argmax as a plain annotator: .968.
 # In the service (service-sim --crowd, digits, consensus policy) the power 3 did worse than 1
 # (seeds 0 and 3: .79/.85 against .95/.88; queried examples are exactly where the model is
-# least reliable), so the plain Dawid–Skene vote stays.
+# least reliable), so the power stays 1 (for the binned votes below too).
 MODEL_VOTE_WEIGHT = 1.0
+# Online, the model votes as one voter per query side (example, counter-example) and bin of
+# its top probability (these edges; () is the single soft vote above), each voting its
+# predicted class with a confusion matrix learned like an annotator's: on the service's
+# queries the classifier was over-confident on the suspicious examples and under-confident
+# on their counter-examples. Chosen on development seeds only (issue 21): service-sim
+# --crowd, consensus policy, seeds 100-109, label accuracy .923 (soft vote) → .936 (bins);
+# bench_consensus tables 100-104, online .950 → .976 (CROWDLAB .980). Rejected on the same
+# seeds: the soft vote to the powers 2 and 3, learned per-annotator anchoring toward the
+# model's class, soft votes per bin, a calibrated prior per bin (docs/results.md).
+MODEL_BINS = (0.5, 0.7, 0.9, 0.99)

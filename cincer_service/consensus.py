@@ -6,11 +6,17 @@ prior ``π``. Dawid and Skene's posterior for an item with answers ``{(a, l_a)}`
 
     P(k | answers) ∝ π_k · Π_a θ_a[k, l_a]^{w_a}
 
-with ``w_a = 1`` (``FLAGGED_WEIGHT`` for a flagged annotator). The classifier votes too,
-with its probabilities ``p`` instead of one class (CROWDLAB's idea: the model is a voter
-whose weight follows how well it agrees with the consensus): its factor is
-``(Σ_l θ_m[k, l] p_l)^MODEL_VOTE_WEIGHT``, and ``θ_m`` is learned like an annotator's
-matrix (the batch EM, ``dawid_skene``, uses the factor to the power 1).
+with ``w_a = 1`` (``FLAGGED_WEIGHT`` for a flagged annotator). The classifier votes too
+(CROWDLAB's idea: the model is a voter whose weight follows how well it agrees with the
+consensus). Online (``Crowd``) it is one voter per query side (example, counter-example)
+and confidence bin of its top probability (``MODEL_BINS``), each voting its predicted
+class ``m`` with a confusion matrix learned like an annotator's: the factor is
+``θ_{side,bin}[k, m]^MODEL_VOTE_WEIGHT``. A classifier trained on noisy labels is neither
+calibrated nor equally reliable on both sides of a query (on the service's queries it was
+over-confident on the suspicious examples and under-confident on the counter-examples), so
+its reliability is learned where it votes instead of read off its probabilities. With
+``MODEL_BINS`` empty it is one soft voter, ``(Σ_l θ_m[k, l] p_l)^MODEL_VOTE_WEIGHT``; the
+batch EM (``dawid_skene``) keeps that soft vote, to the power 1.
 
 Every ``θ`` is the row-normalised sum of soft counts ``N_a[k, l] = Σ_items P(k | item)
 [a answered l]`` and a pseudo-count of ``CROWD_SHRINK_STRENGTH`` answers at the voter's own
@@ -36,12 +42,29 @@ from .catalog import (
     CROWD_PRIOR_STRENGTH,
     CROWD_SHRINK_STRENGTH,
     FLAGGED_WEIGHT,
+    MODEL_BINS,
     MODEL_PRIOR_ACCURACY,
     MODEL_PRIOR_STRENGTH,
     MODEL_VOTE_WEIGHT,
 )
 
-MODEL = "__model__"          # the key of the classifier's confusion counts
+MODEL = "__model__"          # the key of the classifier's (soft vote) confusion counts
+
+
+def is_model(key) -> bool:
+    """Whether ``key`` is one of the classifier's voters (``MODEL`` or a binned one)."""
+    return isinstance(key, str) and key.startswith(MODEL)
+
+
+def model_key(probabilities, side: str | None = None):
+    """The voter that stands for the classifier on an item: with ``MODEL_BINS``, one per
+    ``side`` and bin of the top probability (``"__model__example:3"``); without, ``MODEL``
+    (the soft vote)."""
+    bins = MODEL_BINS
+    if not bins:
+        return MODEL
+    b = int(np.searchsorted(bins, float(np.max(probabilities)), side="right"))
+    return f"{MODEL}{side or ''}:{b}"
 
 
 def pseudo_counts(c: int, accuracy: float, strength: float) -> np.ndarray:
@@ -70,8 +93,8 @@ class Crowd:
     """The online consensus state of one project.
 
     ``class_counts`` (c,) are the soft counts of true classes, ``counts[a]`` (c, c) each
-    annotator's soft confusion counts and ``counts[MODEL]`` the classifier's; ``flagged``
-    the annotators whose votes are down-weighted."""
+    annotator's soft confusion counts and ``counts[model_key(...)]`` the classifier's
+    voters'; ``flagged`` the annotators whose votes are down-weighted."""
 
     def __init__(self, c: int, class_counts=None, counts: dict | None = None,
                  flagged=()):
@@ -88,12 +111,12 @@ class Crowd:
         return self.counts[key]
 
     def theta(self, key) -> np.ndarray:
-        """Annotator ``key``'s (or the ``MODEL``'s) current confusion matrix: its counts
+        """Annotator ``key``'s (or a model voter's) current confusion matrix: its counts
         plus a pseudo-count of ``CROWD_SHRINK_STRENGTH`` answers at its own overall
         accuracy (the Dirichlet prior's accuracy before it has answers), errors spread
         evenly."""
         counts = self.counts.get(key, np.zeros((self.c, self.c)))
-        accuracy, strength = (MODEL_PRIOR_ACCURACY, MODEL_PRIOR_STRENGTH) if key == MODEL \
+        accuracy, strength = (MODEL_PRIOR_ACCURACY, MODEL_PRIOR_STRENGTH) if is_model(key) \
             else (CROWD_PRIOR_ACCURACY, CROWD_PRIOR_STRENGTH)
         own = (np.trace(counts) + strength * accuracy) / (counts.sum() + strength)
         return confusion(counts, pseudo_counts(self.c, own, CROWD_SHRINK_STRENGTH))
@@ -103,45 +126,59 @@ class Crowd:
         return total / total.sum()
 
     # -- one item -----------------------------------------------------------------------
-    def log_terms(self, votes, probabilities) -> tuple[np.ndarray, list[np.ndarray]]:
+    def model_vote(self, probabilities, side=None) -> np.ndarray:
+        """The classifier's likelihood factor over the true classes (before the power
+        ``MODEL_VOTE_WEIGHT``): its binned voter's column at the predicted class, or the
+        soft vote ``θ_m @ p``."""
+        p = np.asarray(probabilities, dtype=float)
+        key = model_key(p, side)
+        return self.theta(key) @ p if key == MODEL else self.theta(key)[:, int(np.argmax(p))]
+
+    def log_terms(self, votes, probabilities, side=None
+                  ) -> tuple[np.ndarray, list[np.ndarray]]:
         """The prior-and-model log term and one log term per vote."""
         base = np.log(self.class_prior())
         if probabilities is not None:
-            p = np.asarray(probabilities, dtype=float)
-            base = base + MODEL_VOTE_WEIGHT * np.log(np.maximum(self.theta(MODEL) @ p,
-                                                                1e-300))
+            base = base + MODEL_VOTE_WEIGHT * np.log(np.maximum(
+                self.model_vote(probabilities, side), 1e-300))
         terms = []
         for key, label in votes:
             weight = FLAGGED_WEIGHT if key in self.flagged else 1.0
             terms.append(weight * np.log(self.theta(key)[:, int(label)]))
         return base, terms
 
-    def posterior(self, votes, probabilities=None) -> np.ndarray:
-        """``P(k | votes, model)`` for one item; ``votes`` are ``(annotator, label)``."""
-        base, terms = self.log_terms(votes, probabilities)
+    def posterior(self, votes, probabilities=None, side=None) -> np.ndarray:
+        """``P(k | votes, model)`` for one item; ``votes`` are ``(annotator, label)``,
+        ``side`` the query side it is (``"example"``, ``"counterexample"`` or None)."""
+        base, terms = self.log_terms(votes, probabilities, side)
         return _softmax(base + sum(terms, np.zeros(self.c)))
 
-    def leave_one_out(self, votes, probabilities=None) -> list[float]:
+    def leave_one_out(self, votes, probabilities=None, side=None) -> list[float]:
         """For each vote, how probable its label is under everyone else's votes and the
         model (its agreement with the consensus, without its own say)."""
-        base, terms = self.log_terms(votes, probabilities)
+        base, terms = self.log_terms(votes, probabilities, side)
         total = base + sum(terms, np.zeros(self.c))
         return [float(_softmax(total - term)[int(label)])
                 for term, (_, label) in zip(terms, votes)]
 
     def update_item(self, votes, probabilities=None, old_posterior=None,
-                    old_votes=()) -> np.ndarray:
+                    old_votes=(), side=None) -> np.ndarray:
         """Recompute an item's posterior after new answers and move the counts by the
         change (incremental EM): ``old_votes`` were counted with ``old_posterior`` (None:
         the item was never counted, the model's vote included), the others are new.
         Returns the new posterior."""
-        new = self.posterior(votes, probabilities)
+        new = self.posterior(votes, probabilities, side)
         old = np.zeros(self.c) if old_posterior is None else np.asarray(old_posterior, float)
         counted = {key for key, _ in old_votes}
         for key, label in votes:
             self.counts_of(key)[:, int(label)] += new - (old if key in counted else 0.0)
         if probabilities is not None:
-            self.counts_of(MODEL)[:] += np.outer(new - old, np.asarray(probabilities, float))
+            p = np.asarray(probabilities, float)
+            key = model_key(p, side)
+            if key == MODEL:
+                self.counts_of(MODEL)[:] += np.outer(new - old, p)
+            else:
+                self.counts_of(key)[:, int(np.argmax(p))] += new - old
         self.class_counts += new - old
         return new
 
@@ -151,8 +188,12 @@ class Crowd:
 
     # -- storage ------------------------------------------------------------------------
     def to_json(self) -> dict:
+        """The project-wide state: class counts, the soft voter's counts (``model``) and
+        the binned voters' (``models``, by key)."""
         return {"c": self.c, "class_counts": self.class_counts.tolist(),
-                "model": self.counts_of(MODEL).tolist()}
+                "model": self.counts_of(MODEL).tolist(),
+                "models": {k: v.tolist() for k, v in self.counts.items()
+                           if is_model(k) and k != MODEL}}
 
 
 def _softmax(log: np.ndarray) -> np.ndarray:

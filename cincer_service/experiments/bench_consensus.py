@@ -2,15 +2,17 @@
 
 * ``consensus_update_ms``: one answer's consensus update with 12 annotators and 1,000
   answered queries (10 classes). ``core``: the arithmetic alone, as the service does it per
-  answer (the counts of the query's voters and the project's from their stored lists, both
-  sides' posteriors and count moves, every voter's leave-one-out agreement, the counts back
-  to lists). ``service``: ``annotators.update_consensus`` on SQLite inside the answer's
-  transaction (reads and locks the voters' rows, writes them and the project's state,
-  flushed), with the 1,000 answered queries and their answers in the database.
+  answer (the counts of the query's voters and the project's, the model's binned voters
+  included, from their stored lists, both sides' posteriors and count moves, every voter's
+  leave-one-out agreement, the counts back to lists). ``service``:
+  ``annotators.update_consensus`` on SQLite inside the answer's transaction (reads and
+  locks the voters' rows, writes them and the project's state, flushed), with the 1,000
+  answered queries and their answers in the database.
 * ``crowdlab``: offline, on the same answer tables, the accuracy of our consensus (batch
   Dawid–Skene with the model as a voter, and the online update in answer order) and of
   cleanlab's CROWDLAB (``get_label_quality_multiannotator``; the ``bench`` extra, AGPL, only
-  here). The table: digits, the ``service-sim --crowd`` crowd (10 annotators 0.95..0.60 with
+  here). The online update sees no query sides here (one set of binned model voters).
+  The table: digits, the ``service-sim --crowd`` crowd (10 annotators 0.95..0.60 with
   half their errors toward the model's class, 2 spammers), 3 answers per example; the
   model's probabilities are out-of-fold (5-fold logistic regression on 20% noisy labels),
   as CROWDLAB asks.
@@ -22,7 +24,9 @@ import time
 
 import numpy as np
 
-from ..consensus import Crowd, dawid_skene, majority
+from ..consensus import MODEL, Crowd, dawid_skene, majority
+
+SIDES = ("example", "counterexample")
 
 
 def _percentiles(samples, cpu=None) -> dict:
@@ -61,10 +65,10 @@ def bench_core(annotators: int = 12, answered: int = 1000, c: int = 10, updates:
     items = []                  # per query: (votes, probabilities, posterior) per side
     for _ in range(answered):
         sides, voters = [], rng.choice(annotators, 2, replace=False)
-        for _side in range(2):
+        for side in SIDES:
             votes = [(int(a), int(rng.integers(c))) for a in voters]
-            probs = rng.dirichlet(np.ones(c))
-            sides.append((votes, probs, crowd.update_item(votes, probs)))
+            probs = rng.dirichlet(np.ones(c) * rng.choice([0.1, 1.0]))
+            sides.append((votes, probs, crowd.update_item(votes, probs, side=side)))
         items.append(sides)
     stored = {k: v.tolist() for k, v in crowd.counts.items()}
     state = crowd.to_json()
@@ -77,11 +81,11 @@ def bench_core(annotators: int = 12, answered: int = 1000, c: int = 10, updates:
         keys = taken | {new}
         live = Crowd(c, class_counts=state["class_counts"],
                      counts={**{k: stored[k] for k in keys if k in stored},
-                             "__model__": state["model"]})
-        for votes, probs, old in sides:
+                             MODEL: state["model"], **state["models"]})
+        for (votes, probs, old), side in zip(sides, SIDES):
             now = votes + [(new, int(rng.integers(c)))]
-            live.update_item(now, probs, old, votes)
-            live.leave_one_out(now, probs)
+            live.update_item(now, probs, old, votes, side)
+            live.leave_one_out(now, probs, side)
         _ = {k: live.counts_of(k).tolist() for k in keys}, live.to_json()
         times.append(time.perf_counter() - t0)
         cpu.append(time.thread_time() - c0)

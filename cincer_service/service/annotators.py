@@ -3,14 +3,15 @@
 Every token answers as the annotator of its name in its project (``annotator_row``; the
 global admin answers as ``admin``). Each answer is an ``Answer`` row; the consensus model
 (``cincer_service.consensus``) keeps each annotator's soft confusion counts on their row and
-the project-wide counts (classes, the model's confusion) on the project
-(``crowd_state``). An annotator's *agreement* is the mean, over their answers, of how
-probable their label is under everyone else's votes and the model (leave-one-out); their
-estimated accuracy is the diagonal share of their soft confusion counts (Dawid–Skene's own
-estimate; gold checks add a count at the known class). With at least ``spec.MIN_ANSWERS_TO_FLAG``
-answers and an estimate under ``min_annotator_accuracy`` they are *flagged*: the consensus
-down-weights their votes (``catalog.FLAGGED_WEIGHT``); nothing of theirs is deleted. An admin
-may suspend them (their leases and answers are then refused) and restore them.
+the project-wide counts (classes, the confusions of the model's voters, one per query side
+and confidence bin) on the project (``crowd_state``). An annotator's *agreement* is the
+mean, over their answers, of how probable their label is under everyone else's votes and the
+model (leave-one-out); their estimated accuracy is the diagonal share of their soft
+confusion counts (Dawid–Skene's own estimate; gold checks add a count at the known class).
+With at least ``spec.MIN_ANSWERS_TO_FLAG`` answers and an estimate under
+``min_annotator_accuracy`` they are *flagged*: the consensus down-weights their votes
+(``catalog.FLAGGED_WEIGHT``); nothing of theirs is deleted. An admin may suspend them (their
+leases and answers are then refused) and restore them.
 
 Gold examples carry a trusted label (``Example.gold_label``); ``service.crowd`` turns a share
 of leases into gold checks that never change labels.
@@ -82,6 +83,8 @@ def crowd_for(project, annotators) -> Crowd:
               for a in annotators}
     if state.get("model") is not None:
         counts[MODEL] = np.asarray(state["model"])
+    for key, value in (state.get("models") or {}).items():    # absent in older states
+        counts[key] = np.asarray(value)
     minimum = crowd_policy(project)["min_annotator_accuracy"]
     return Crowd(c, class_counts=state.get("class_counts"), counts=counts,
                  flagged={a.id for a in annotators if is_flagged(a, minimum)})
@@ -120,9 +123,9 @@ def update_consensus(s, project, q: Query, answers: list[Answer], new: Answer) -
         counted = [(a.annotator_id, getattr(a, attr)) for a in voters if a.id != new.id] \
             if old.get(side) is not None else []
         probabilities = getattr(q, probs_attr)
-        posterior = crowd.update_item(votes, probabilities, old.get(side), counted)
+        posterior = crowd.update_item(votes, probabilities, old.get(side), counted, side)
         result[side] = posterior.tolist()
-        for a, value in zip(voters, crowd.leave_one_out(votes, probabilities)):
+        for a, value in zip(voters, crowd.leave_one_out(votes, probabilities, side)):
             agreements[a.id].append(value)
     for a in answers:
         if not agreements[a.id]:

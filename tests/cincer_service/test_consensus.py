@@ -5,13 +5,15 @@ import itertools
 import numpy as np
 import pytest
 
-from cincer_service.catalog import MODEL_VOTE_WEIGHT
+from cincer_service import consensus
+from cincer_service.catalog import MODEL_BINS, MODEL_VOTE_WEIGHT
 from cincer_service.consensus import (
     MODEL,
     Crowd,
     dawid_skene,
     krippendorff_alpha,
     majority,
+    model_key,
     pseudo_counts,
 )
 
@@ -34,9 +36,9 @@ def simulated_crowd(seed=0, n=300, c=4, accuracies=(0.95, 0.85, 0.75, 0.65, 0.6)
     return table, truth
 
 
-def slow_posterior(prior, thetas, votes, theta_m=None, p=None, weight=1.0):
-    """π_k Π_a θ_a[k, l_a] (· (Σ_l θ_m[k, l] p_l)^weight), normalised, one class at a
-    time."""
+def slow_posterior(prior, thetas, votes, theta_m=None, p=None, weight=1.0, soft=True):
+    """π_k Π_a θ_a[k, l_a] (· (Σ_l θ_m[k, l] p_l)^weight, or with ``soft`` False the
+    hard vote θ_m[k, argmax p]^weight), normalised, one class at a time."""
     c = len(prior)
     scores = []
     for k in range(c):
@@ -44,34 +46,77 @@ def slow_posterior(prior, thetas, votes, theta_m=None, p=None, weight=1.0):
         for key, label in votes:
             score *= thetas[key][k][label]
         if p is not None:
-            score *= sum(theta_m[k][j] * p[j] for j in range(c)) ** weight
+            top = max(range(c), key=lambda j: p[j])
+            vote = sum(theta_m[k][j] * p[j] for j in range(c)) if soft else theta_m[k][top]
+            score *= vote ** weight
         scores.append(score)
     total = sum(scores)
     return np.array([x / total for x in scores])
 
 
-def test_posterior_is_the_product_formula():
+def slow_model_key(p, side, bins):
+    """The model's voter: the soft ``MODEL``, or the side's voter at the number of bin
+    edges its top probability reaches."""
+    return MODEL if not bins else f"{MODEL}{side or ''}:{sum(max(p) >= e for e in bins)}"
+
+
+@pytest.mark.parametrize("bins", [(), MODEL_BINS])
+@pytest.mark.parametrize("side", [None, "counterexample"])
+def test_posterior_is_the_product_formula(monkeypatch, bins, side):
+    monkeypatch.setattr(consensus, "MODEL_BINS", bins)
     rng = np.random.default_rng(1)
     c = 3
+    p = np.array([0.15, 0.8, 0.05])
+    key = slow_model_key(p, side, bins)
+    assert model_key(p, side) == key
     crowd = Crowd(c, class_counts=rng.random(c) * 5,
                   counts={0: rng.random((c, c)) * 4, 1: rng.random((c, c)) * 4,
-                          MODEL: rng.random((c, c)) * 4})
-    p = rng.dirichlet(np.ones(c))
+                          key: rng.random((c, c)) * 4})
     votes = [(0, 2), (1, 0)]
     expected = slow_posterior(crowd.class_prior(), {0: crowd.theta(0), 1: crowd.theta(1)},
-                              votes, crowd.theta(MODEL), p, MODEL_VOTE_WEIGHT)
-    assert np.allclose(crowd.posterior(votes, p), expected)
+                              votes, crowd.theta(key), p, MODEL_VOTE_WEIGHT, soft=not bins)
+    assert np.allclose(crowd.posterior(votes, p, side), expected)
     # leave-one-out: the posterior without the vote, at the vote's label
-    loo = crowd.leave_one_out(votes, p)
+    loo = crowd.leave_one_out(votes, p, side)
     alone = slow_posterior(crowd.class_prior(), {1: crowd.theta(1)}, [(1, 0)],
-                           crowd.theta(MODEL), p, MODEL_VOTE_WEIGHT)
+                           crowd.theta(key), p, MODEL_VOTE_WEIGHT, soft=not bins)
     assert np.isclose(loo[0], alone[2])
+
+
+def test_the_model_votes_per_side_and_confidence_bin():
+    p = np.array([0.05, 0.93, 0.02])
+    assert model_key(p, "example") == f"{MODEL}example:3"      # 0.9 <= 0.93 < 0.99
+    assert model_key(p, "counterexample") == f"{MODEL}counterexample:3"
+    assert model_key(np.array([0.3, 0.3, 0.4])) == f"{MODEL}:0"
+    assert model_key(np.array([0.0, 1.0, 0.0]), "example") == f"{MODEL}example:4"
+    # a voter right where it votes earns weight there, not on the other side
+    crowd = Crowd(3)
+    for _ in range(30):
+        crowd.update_item([(0, 1)], p, side="example")
+    right, other = crowd.theta(f"{MODEL}example:3"), crowd.theta(f"{MODEL}counterexample:3")
+    assert right[1, 1] > 0.9 and np.isclose(other[1, 1], 0.7)
+
+
+def test_a_state_without_binned_voters_reads_and_round_trips():
+    """States stored before the binned model voters (only ``model``, the soft vote's
+    counts) still load: the bins start from their prior, the old counts are kept."""
+    old = {"c": 3, "class_counts": [1.0, 2.0, 3.0], "model": np.eye(3).tolist()}
+    crowd = Crowd(3, class_counts=old["class_counts"], counts={MODEL: old["model"]})
+    post = crowd.update_item([(0, 1)], [0.1, 0.8, 0.1], side="example")
+    state = crowd.to_json()
+    assert state["model"] == old["model"]
+    assert np.allclose(state["models"][f"{MODEL}example:2"], np.outer(post, [0, 1, 0]))
+    again = Crowd(3, class_counts=state["class_counts"],
+                  counts={0: crowd.counts_of(0), MODEL: state["model"], **state["models"]})
+    assert np.allclose(again.posterior([(0, 1)], [0.1, 0.8, 0.1], "example"),
+                       crowd.posterior([(0, 1)], [0.1, 0.8, 0.1], "example"))
 
 
 def test_online_counts_are_the_sum_of_the_latest_posteriors():
     table, _ = simulated_crowd(n=60, c=3)
     rng = np.random.default_rng(2)
     probs = rng.dirichlet(np.ones(3), size=len(table))
+    sides = ["example" if i % 2 else "counterexample" for i in range(len(table))]
     crowd = Crowd(3)
     stored: dict = {}
     # answers arrive one at a time, items interleaved
@@ -81,7 +126,7 @@ def test_online_counts_are_the_sum_of_the_latest_posteriors():
     for i, j in arrivals:
         old_votes = given.get(i, [])
         votes = old_votes + [(int(j), int(table[i, j]))]
-        stored[i] = crowd.update_item(votes, probs[i], stored.get(i), old_votes)
+        stored[i] = crowd.update_item(votes, probs[i], stored.get(i), old_votes, sides[i])
         given[i] = votes
     for j in range(table.shape[1]):
         expected = np.zeros((3, 3))
@@ -91,8 +136,14 @@ def test_online_counts_are_the_sum_of_the_latest_posteriors():
                     expected[:, label] += stored[i]
         assert np.allclose(crowd.counts_of(j), expected)
     assert np.allclose(crowd.class_counts, sum(stored.values()))
-    assert np.allclose(crowd.counts_of(MODEL),
-                       sum(np.outer(stored[i], probs[i]) for i in stored))
+    # each model voter: the posteriors of its items at its predicted class
+    voters: dict = {}
+    for i in stored:
+        key = slow_model_key(probs[i], sides[i], MODEL_BINS)
+        voters.setdefault(key, np.zeros((3, 3)))[:, int(np.argmax(probs[i]))] += stored[i]
+    assert len(voters) > 2
+    for key, expected in voters.items():
+        assert np.allclose(crowd.counts_of(key), expected)
 
 
 def slow_dawid_skene(table, c, iterations, probabilities=None):
