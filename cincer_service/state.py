@@ -304,7 +304,7 @@ class ColumnarState(ModelState):
         if rows is None and self.n > FISHER_EXACT_MAX_ROWS:
             rows = FISHER_SAMPLE_ROWS
         if rows is None or rows >= self.n:
-            F = influence.weighted_top_fisher_np(p, h, np.ones(self.n), self.damping)
+            F = influence.weighted_top_fisher_np(p, h, None, self.damping)
         else:
             strata = np.argmax(p, axis=1) * self.columns.n_classes + self.y
             idx, w = influence.stratified_sample(strata, rows)

@@ -4,9 +4,10 @@ On ``n`` synthetic cached examples (128 features, 10 classes; the same generator
 ``bench.synthetic_cached``): the time to write a version's files, to load them cold (their
 pages dropped from the page cache first with ``posix_fadvise``), one Top-Fisher
 counter-example (``V`` solve + the fused float32 scan of the predicted class's partition),
-the Fisher factor (exact, and the stratified-sample estimate a CPU worker uses past
-``FISHER_EXACT_MAX_ROWS``) and the estimate's top-1 agreement with the exact factor over
-1,000 queries, with the process's resident memory at each step.
+the Fisher factor (exact with float32 products, as a CPU worker builds it up to
+``FISHER_EXACT_MAX_ROWS`` rows; the stratified-sample estimate it uses past that; the
+float64 reference) and their top-1 agreement with the float64 factor over 1,000 queries,
+with the process's resident memory at each step.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import time
 import numpy as np
 
 from .. import columnar, influence
-from ..state import FISHER_SAMPLE_ROWS, ColumnarState
+from ..state import FISHER_EXACT_MAX_ROWS, FISHER_SAMPLE_ROWS, ColumnarState
 
 
 def rss_mib() -> dict:
@@ -97,10 +98,15 @@ def bench_columnar(n: int = 1_000_000, repeats: int = 30, agreement_queries: int
         out["state_load_seconds"] = time.perf_counter() - start
         out["rss_mib"]["loaded"] = rss_mib()
 
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         L_exact = state.fisher_factor(sample_rows=n)
         out["fisher_factor_exact_seconds"] = time.perf_counter() - start
+        out["fisher_factor_exact_cpu_seconds"] = time.process_time() - cpu
+        out["loadavg_after_exact_factor"] = os.getloadavg()
         out["rss_mib"]["exact_factor"] = rss_mib()
+        start = time.perf_counter()
+        L_ref = influence.fisher_factor_np(float64_top_fisher(columns.p, columns.h, damping))
+        out["fisher_factor_float64_seconds"] = time.perf_counter() - start
 
         h_q, p_q, preds, labels = _queries(max(repeats + 1, agreement_queries), d=d)
         times = []
@@ -111,8 +117,11 @@ def bench_columnar(n: int = 1_000_000, repeats: int = 30, agreement_queries: int
         out["counterexample_ms"] = float(np.median(times[1:]))
         out["rss_mib"]["queried"] = rss_mib()
 
-        exact = [_top1(state, L_exact, h_q[i], p_q[i], int(preds[i]), int(labels[i]),
+        exact = [_top1(state, L_ref, h_q[i], p_q[i], int(preds[i]), int(labels[i]),
                        candidates) for i in range(agreement_queries)]
+        out["exact_factor_top1_agreement"] = float(np.mean([
+            _top1(state, L_exact, h_q[i], p_q[i], int(preds[i]), int(labels[i]), candidates)
+            == exact[i] for i in range(agreement_queries)]))
         out["factor_estimates"] = []
         for rows in sample_rows:
             start = time.perf_counter()
@@ -129,6 +138,15 @@ def bench_columnar(n: int = 1_000_000, repeats: int = 30, agreement_queries: int
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def float64_top_fisher(p, h_aug, damping: float = 1e-3, chunk_size: int = 65536):
+    """The reference Top Fisher, every product in float64 (``influence.top_fisher_np``
+    chunk by chunk, so only a chunk is held in float64)."""
+    n = len(p)
+    F = sum(influence.top_fisher_np(p[s:s + chunk_size], h_aug[s:s + chunk_size], 0.0)
+            * len(p[s:s + chunk_size]) for s in range(0, n, chunk_size)) / max(n, 1)
+    return F + damping * np.eye(len(F))
 
 
 def affinity_builds(n_workers: int = 3, projects: int = 30, versions: int = 5,
@@ -167,11 +185,17 @@ def scale_benchmarks(quick: bool = False) -> dict:
     n, name = (100_000, "synthetic_100k") if quick else (1_000_000, "synthetic_1m")
     sweep = (FISHER_SAMPLE_ROWS,) if quick else (50_000, 100_000, FISHER_SAMPLE_ROWS, 400_000)
     run = bench_columnar(n, sample_rows=sweep)
-    chosen = next(e for e in run["factor_estimates"] if e["sample_rows"] == FISHER_SAMPLE_ROWS)
+    if n <= FISHER_EXACT_MAX_ROWS:         # the factor a CPU worker builds at this size
+        chosen = {"seconds": run["fisher_factor_exact_seconds"],
+                  "top1_agreement": run["exact_factor_top1_agreement"]}
+    else:
+        chosen = next(e for e in run["factor_estimates"]
+                      if e["sample_rows"] == FISHER_SAMPLE_ROWS)
     return {"counterexample_ms": {name: run["counterexample_ms"]},
             "state_load_seconds": {name: run["state_load_seconds"]},
             "fisher_factor_seconds": {name: chosen["seconds"],
-                                      f"{name}_exact": run["fisher_factor_exact_seconds"]},
+                                      f"{name}_exact": run["fisher_factor_exact_seconds"],
+                                      f"{name}_float64": run["fisher_factor_float64_seconds"]},
             "factor_agreement": {name: chosen["top1_agreement"]},
             "factor_builds_per_version": affinity_builds(),
             "scale_runs": {name: run}}

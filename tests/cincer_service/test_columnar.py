@@ -87,7 +87,7 @@ def test_partition_scan_matches_the_current_implementation(tmp_path, known):
         assert np.all(np.diff(columns.ids[start:stop]) > 0)
     assert np.array_equal(columns.ids[columns.positions], ids)
     np.testing.assert_allclose(col_state.top_fisher_factor_np, ref_state.top_fisher_factor_np,
-                               rtol=1e-9, atol=1e-9)
+                               rtol=1e-5, atol=1e-6)     # its products are float32
     rng = np.random.default_rng(1)
     for _ in range(5):
         x = rng.standard_normal(D).astype(np.float32)
@@ -190,9 +190,9 @@ def test_stratified_estimate_is_unbiased_in_weight_and_close(known, tmp_path):
     strata = np.argmax(columns.p, axis=1) * C + state.y
     idx, w = influence.stratified_sample(strata, 1000)
     assert abs(w.sum() - N) < 1e-6 and np.all(np.diff(idx) > 0)
-    exact = influence.weighted_top_fisher_np(columns.p, columns.h, np.ones(N), 1e-3)
-    np.testing.assert_allclose(exact, influence.top_fisher_np(
-        np.asarray(columns.p, np.float64), np.asarray(columns.h, np.float64), 1e-3), atol=1e-10)
+    exact = influence.weighted_top_fisher_np(columns.p, columns.h, None, 1e-3)
+    np.testing.assert_allclose(exact, influence.top_fisher_np(      # float32 products
+        np.asarray(columns.p, np.float64), np.asarray(columns.h, np.float64), 1e-3), atol=1e-6)
     estimate = influence.weighted_top_fisher_np(columns.p[idx], columns.h[idx], w, 1e-3)
     assert np.linalg.norm(estimate - exact) / np.linalg.norm(exact) < 0.2
     assert state.fisher_factor(sample_rows=1000).shape == exact.shape

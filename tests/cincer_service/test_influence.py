@@ -83,3 +83,27 @@ def test_margin_is_gap_between_prediction_and_label():
 def test_non_positive_definite_matrix_is_refused():
     with pytest.raises((ValueError, tf.errors.InvalidArgumentError)):
         influence.fisher_factor(-np.eye(3))
+
+
+def _random_top(n, c, d1, seed):
+    rng = np.random.default_rng(seed)
+    h = np.abs(rng.standard_normal((n, d1)))
+    h[:, -1] = 1.0
+    logits = rng.standard_normal((n, c)) * 3
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return p / p.sum(axis=1, keepdims=True), h
+
+
+@pytest.mark.parametrize("c", [2, 3, 10])
+def test_float32_top_fisher_equals_the_float64_one(c):
+    """Off-diagonal blocks only, float32 chunks on two threads: ``top_fisher_np`` to 1e-5."""
+    p, h = _random_top(3000, c, 9, seed=c)
+    exact = influence.top_fisher_np(p, h, 1e-3)
+    fast = influence.weighted_top_fisher_np(p.astype(np.float32), h.astype(np.float32),
+                                            damping=1e-3, chunk_size=256, threads=2)
+    assert rel_err(fast, exact) < 1e-5
+    np.testing.assert_array_equal(fast, fast.T)
+    w = np.random.default_rng(0).uniform(0.5, 2.0, len(p))
+    weighted = influence.weighted_top_fisher_np(p, h, w, 1e-3, chunk_size=512)
+    naive = influence.top_fisher_np(p, h * np.sqrt(w)[:, None], 0.0) * len(p) / w.sum()
+    assert rel_err(weighted - 1e-3 * np.eye(len(weighted)), naive) < 1e-5
