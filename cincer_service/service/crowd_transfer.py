@@ -6,10 +6,10 @@ Each example record carries
 * ``gold``, ``gold_label`` and ``gold_label_name``: whether it is a gold example, and its
   trusted label;
 * ``queries``: the queries about it (it is their ``example``) that hold at least one answer
-  (``QUERY_KEYS``: origin, status, the counter-example by ``counterexample_external_id``
-  and by export ``counterexample_id``, the model's view, the decided answer and its
-  ``consensus`` posterior), each with its ``answers`` (``ANSWER_KEYS``: the annotator's
-  name, their labels, whether it was a gold check, its agreement and timing).
+  (origin, status, the counter-example by ``counterexample_external_id`` and by export
+  ``counterexample_id``, the model's view, the decided answer and its ``consensus``
+  posterior), each with its ``answers`` (the annotator's name, their labels, whether it was
+  a gold check, its agreement and timing).
 
 The first record also carries ``crowd``: ``annotators`` (name, suspension, the consensus
 model's soft confusion counts; ``answers`` and ``flagged`` for the reader, derived) and
@@ -21,7 +21,8 @@ agreement, gold record) from them, so ``GET /annotators`` of the new project giv
 table; an imported query that was still collecting is ``closed`` (``closed_reason``
 ``imported``): nobody answers it again. An annotator already in the project with answers is
 a ``Conflict``: import into a new project. An ``annotator`` viewer's export holds only their
-own answers and annotator record (they never see anyone else's answer).
+own answers and annotator record (they never see anyone else's answer), and no gold marks
+(a gold check looks like an audit pair to them).
 """
 from __future__ import annotations
 
@@ -29,25 +30,20 @@ import math
 
 from sqlalchemy import select
 
+from .annotators import is_flagged
+from .crowd import GOLD
 from .errors import Conflict
 from .projects import crowd_policy, label_name
 from .store import Annotator, Answer, Example, Query
 
-QUERY_KEYS = ("id", "origin", "status", "counterexample_id", "counterexample_external_id",
-              "model_version", "strategy", "margin", "prediction", "probabilities",
-              "counterexample_probabilities", "answer_example_label",
-              "answer_counterexample_label", "answered_by", "answered_at", "created_at",
-              "consensus", "answers")
-ANSWER_KEYS = ("annotator", "example_label", "counterexample_label", "gold", "agreement",
-               "seconds", "leased_at", "answered_at")
 IMPORTED = "imported"          # closed_reason of an imported query that was still collecting
 
 
 # -- export ----------------------------------------------------------------------------------
-def export_crowd(s, project, time, viewer=None) -> tuple[dict, dict | None]:
+def export_crowd(s, project, time, external: dict, viewer=None) -> tuple[dict, dict | None]:
     """``({example id: [query record]}, crowd section)`` of the project; ``time`` writes a
-    datetime. An ``annotator`` ``viewer`` gets only their own answers and record."""
-    from .annotators import is_flagged
+    datetime, ``external`` maps example ids to external ids. An ``annotator`` ``viewer``
+    gets only their own answers and record."""
     pid, mine_only = project.id, viewer is not None and viewer.role == "annotator"
     people = {a.id: a for a in s.scalars(select(Annotator).where(Annotator.project_id == pid)
                                          .order_by(Annotator.id))}
@@ -59,15 +55,12 @@ def export_crowd(s, project, time, viewer=None) -> tuple[dict, dict | None]:
     by_query: dict[int, list[Answer]] = {}
     for a in answers:
         by_query.setdefault(a.query_id, []).append(a)
-    external = {}
     queries: dict[int, list[dict]] = {}
     for q in s.scalars(select(Query).where(Query.project_id == pid,
                                            Query.id.in_(list(by_query))).order_by(Query.id)):
-        if q.counterexample_id is not None and q.counterexample_id not in external:
-            external[q.counterexample_id] = s.scalar(
-                select(Example.external_id).where(Example.id == q.counterexample_id))
         decided = not mine_only or q.answered_by == viewer.name
-        record = {"id": q.id, "origin": q.origin, "status": q.status,
+        origin = "audit" if mine_only and q.origin == GOLD else q.origin
+        record = {"id": q.id, "origin": origin, "status": q.status,
                   "counterexample_id": q.counterexample_id,
                   "counterexample_external_id": external.get(q.counterexample_id),
                   "model_version": q.model_version, "strategy": q.strategy,
@@ -84,7 +77,8 @@ def export_crowd(s, project, time, viewer=None) -> tuple[dict, dict | None]:
                   "answers": [{"annotator": people[a.annotator_id].name,
                                "example_label": a.example_label,
                                "counterexample_label": a.counterexample_label,
-                               "gold": bool(a.gold), "agreement": a.agreement,
+                               "gold": None if mine_only else bool(a.gold),
+                               "agreement": a.agreement,
                                "seconds": a.seconds, "leased_at": time(a.leased_at),
                                "answered_at": time(a.answered_at)}
                               for a in by_query[q.id]]}
@@ -102,8 +96,10 @@ def export_crowd(s, project, time, viewer=None) -> tuple[dict, dict | None]:
     return queries, crowd
 
 
-def gold_fields(e: Example, classes) -> dict:
-    """An example record's gold mark."""
+def gold_fields(e: Example, classes, viewer=None) -> dict:
+    """An example record's gold mark (none for an ``annotator`` ``viewer``)."""
+    if viewer is not None and viewer.role == "annotator":
+        return {"gold": None, "gold_label": None, "gold_label_name": None}
     label = e.gold_label if e.gold else None
     return {"gold": bool(e.gold), "gold_label": label,
             "gold_label_name": label_name(classes, label)}

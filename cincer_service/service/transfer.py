@@ -90,8 +90,9 @@ def export_records(ctx: ServiceContext, pid: int, viewer=None) -> tuple[list[dic
         for ev in visible_events(s.scalars(select(LabelEvent).join(Example).where(
                 Example.project_id == pid).order_by(LabelEvent.id)), viewer):
             history.setdefault(ev.example_id, []).append(_event_record(ev, project.classes))
-        answered, crowd = crowd_transfer.export_crowd(s, project, _time, viewer)
-        gold = {e.id: crowd_transfer.gold_fields(e, project.classes) for e in rows}
+        answered, crowd = crowd_transfer.export_crowd(
+            s, project, _time, {e.id: e.external_id for e in rows}, viewer)
+        gold = {e.id: crowd_transfer.gold_fields(e, project.classes, viewer) for e in rows}
         classes, kind = list(project.classes), project.input_kind
         shape = tuple(project.input_shape)
         layout = {"input_kind": kind, "input_shape": list(shape),

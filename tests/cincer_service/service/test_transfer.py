@@ -308,7 +308,9 @@ def test_the_crowd_round_trips_without_tokens_and_annotators_export_their_own(ct
     assert mine[0]["crowd"]["state"] is None
     answers = [x for r in mine for q in r["queries"] for x in q["answers"]]
     assert answers and {x["annotator"] for x in answers} == {"a"}
-    assert all(q["consensus"] is None for r in mine for q in r["queries"])
+    assert all(q["consensus"] is None and q["origin"] != "gold"
+               for r in mine for q in r["queries"])
+    assert {r["gold"] for r in mine} == {None}          # gold checks look like audit pairs
     actors = {e["actor"] for r in mine for e in r["history"]
               if e["why"] in ("crowd_answer", "answer_example", "answer_counterexample")}
     assert "b" not in actors and "a" in actors
