@@ -56,6 +56,19 @@ def loss_gradients(classifier, X, y, batch_size: int = 256) -> tf.Tensor:
     return tf.concat(out, axis=0)
 
 
+def loss_gradient(classifier, x, label: int) -> tf.Tensor:
+    """One example's cross-entropy gradient over all parameters: ``(P,)``, float64.
+
+    ``loss_gradients`` on one row, without its per-example jacobian (whose ``pfor`` graph
+    is traced anew on every call)."""
+    variables = classifier.model.trainable_variables
+    xb = tf.constant(np.asarray(x, np.float32)[None])
+    with tf.GradientTape() as tape:
+        _, p = classifier.model(xb, training=False)
+        loss = -tf.math.log(tf.clip_by_value(p[0, int(label)], 1e-12, 1.0))
+    return _flat(tape.gradient(loss, variables))
+
+
 def hvp(classifier, X, y, vector) -> tf.Tensor:
     """Hessian of the mean training loss times ``vector`` (forward-over-backward), float64."""
     # Keras 3 wraps each tf.Variable; the accumulator must watch the wrapped ones.

@@ -49,7 +49,7 @@ from .cluster import (
 pytestmark = pytest.mark.integration
 
 RECOVERY_LIMIT = 30.0         # seconds from a kill to the next model version
-D = 400                       # wide inputs: each influence counter-example takes ~0.5 s
+D = 400                       # wide inputs: a version's first influence counter-example ~1 s
 WARM_EPOCHS = 8000            # a warm retrain on ~40-60 examples: 2-3 s
 N_STREAM = 24                 # flipped labels: each becomes a query
 MAX_ANSWERS = 16              # keeps the training set small (< 67: fixed schedule)
