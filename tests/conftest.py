@@ -14,12 +14,10 @@ from typing import NamedTuple
 import numpy as np
 import pytest
 
+from tests.support.services import DATABASES
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
-
-# PostgreSQL joins when CI (or you) point CINCER_TEST_POSTGRES_URL at a server.
-DATABASES = ["sqlite"] + (["postgresql"] if os.environ.get("CINCER_TEST_POSTGRES_URL") else [])
-
 
 def long_selected(config) -> bool:
     return os.environ.get("CINCER_TEST_LONG") == "1" or "long" in (config.option.markexpr or "")

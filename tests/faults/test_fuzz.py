@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 import traceback
 from collections import Counter
@@ -29,7 +28,7 @@ from cincer_service.service import (
     runner,
 )
 from cincer_service.service.store import Query
-from tests.support.services import postgres_database
+from tests.support.services import HEAVY_DATABASES, postgres_database
 
 from .cluster import BOOTSTRAP, DIMENSIONS, answer_body, synthetic
 
@@ -42,11 +41,10 @@ from hypothesis import HealthCheck, Phase, given, seed, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 ADMIN = "fuzz-admin-secret"
-DATABASES = ["sqlite"] + (["postgresql"] if os.environ.get("CINCER_TEST_POSTGRES_URL") else [])
 API = "/api/v1"
 
 
-@pytest.fixture(params=DATABASES)
+@pytest.fixture(params=HEAVY_DATABASES)
 def fuzz_database(request, tmp_path):
     if request.param == "sqlite":
         yield request.param, f"sqlite:///{tmp_path / 'fuzz.db'}"

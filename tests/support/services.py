@@ -22,7 +22,17 @@ import uuid
 import warnings
 from contextlib import contextmanager
 
-__all__ = ["free_port", "wait_http", "wait_until", "process", "log_tail", "start_redis",
+import pytest
+
+# PostgreSQL joins when CI (or you) point CINCER_TEST_POSTGRES_URL at a server.
+DATABASES = ["sqlite"] + (["postgresql"] if os.environ.get("CINCER_TEST_POSTGRES_URL") else [])
+# For the slowest multi-process tests: with PostgreSQL at hand make test runs its variant only
+# (the production database) and the SQLite one joins in make test-long; without it, SQLite.
+HEAVY_DATABASES = [pytest.param(db, marks=pytest.mark.long)
+                   if db == "sqlite" and len(DATABASES) > 1 else db for db in DATABASES]
+
+__all__ = ["DATABASES", "HEAVY_DATABASES", "free_port", "wait_http", "wait_until", "process",
+           "log_tail", "start_redis",
            "redis_answers", "postgres_database", "redis_server", "RedisServer",
            "database_url", "kill_group", "child_pids", "pid_alive", "processes_with_env",
            "clean_env"]

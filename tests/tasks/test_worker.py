@@ -34,6 +34,7 @@ from cincer_service.service.store import Audit, Project, Query
 from cincer_service.spec import ProjectSpec, bootstrap_audit_size
 from tasks.celery_app import CeleryDispatcher, celery_init_app, clear_queued
 from tests.support.services import (
+    HEAVY_DATABASES,
     kill_group,
     log_tail,
     process,
@@ -193,6 +194,7 @@ def settled(service, pid, min_version):
     return None
 
 
+@pytest.mark.parametrize("database_url", HEAVY_DATABASES, indirect=True)
 def test_worker_trains_screens_and_survives_sigkill(tmp_path, redis_url, database_url, breast):
     data, noisy = breast
     app = celery_service(tmp_path, redis_url, database_url)
