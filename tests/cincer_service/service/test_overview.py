@@ -1,11 +1,13 @@
 """The data owner's overview: the stored matrix, cells, batch actions and the progress plot."""
+import shutil
+
 import numpy as np
 import pytest
 
 from cincer_service.service import BadInput, Conflict, NotFound, examples, overview, reports
 from cincer_service.service.context import TRAINING
 from cincer_service.service.store import Project
-from tests.support.service import annotator, answer_all, items, new_project
+from tests.support.service import annotator, answer_all, items, make_context, new_project
 
 
 def test_mismatch_scores_and_histogram():
@@ -38,14 +40,31 @@ def test_cells_are_sorted_by_count_with_duplicates_marked():
     assert sum(cells[0]["histogram"]) == 5
 
 
+@pytest.fixture(scope="module")
+def template(tmp_path_factory, stream):
+    """The data directory of a breast project with a model, a screened stream and a few
+    answered queries, and its id: built once, copied for each test (each may change it)."""
+    where = tmp_path_factory.mktemp("overview-project")
+    built = make_context(where)
+    pid = new_project(built)
+    examples.ingest(built, pid, items(stream, 0, 200))
+    data, _, _ = stream
+    answer_all(built, pid, data.y_train, annotator(built, pid))
+    built.store.engine.dispose()
+    return where, pid
+
+
 @pytest.fixture
-def project(ctx, stream):
-    """A breast project with a model, a screened stream and a few answered queries."""
-    pid = new_project(ctx)
-    examples.ingest(ctx, pid, items(stream, 0, 200))
-    data, noisy, _ = stream
-    answer_all(ctx, pid, data.y_train, annotator(ctx, pid))
-    return pid
+def ctx(tmp_path, template):
+    """A context on a copy of the template's data directory; jobs run inline."""
+    copy = tmp_path / "data"
+    shutil.copytree(template[0], copy)
+    return make_context(copy)
+
+
+@pytest.fixture
+def project(template):
+    return template[1]
 
 
 def test_overview_is_computed_by_the_job_and_served(ctx, project):
