@@ -32,7 +32,7 @@ import logging
 import time
 from datetime import timedelta
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import and_, func, select, update
 
 from . import freshness, jobs
 from .access import Principal, authorize
@@ -51,6 +51,10 @@ MAX_WAIT_ITEMS = 100          # the largest batch that may wait for its verdicts
 # a small batch in a few milliseconds), then every 15 ms.
 POLL_SCHEDULE = (0.002, 0.003, 0.005, 0.01)
 POLL_SECONDS = 0.015
+# Between two full reads a waiting request only counts what still waits (one small query);
+# it reads everything again when nothing does, or after this many counts (a reason not to
+# screen may have appeared meanwhile: a backoff), or at the deadline.
+FULL_READ_EVERY = 8
 # Embedded mode: the request runs the jobs itself at once rather than wait for the worker
 # thread (handing the batch to the thread and polling for its rows cost a poll interval or
 # two, and the thread may be busy with a retrain); the thread, running the same jobs, finds
@@ -101,18 +105,40 @@ def wait_for_verdicts(ctx: ServiceContext, pid: int, results: list[dict],
     hurry = inline and retraining(ctx, pid)      # the worker thread is busy training it
     while True:
         views, done = read_verdicts(ctx, pid, ids, principal if lease else None)
-        remaining = deadline - time.monotonic()
-        if done or remaining <= 0:
+        if done or time.monotonic() >= deadline:
             break
         if inline and (hurry or time.monotonic() - started >= INLINE_AFTER_SECONDS):
             # The embedded worker thread is busy (a retrain?): run the jobs here too.
             inline = False
             run_inline(ctx, pid, views)
             continue
-        pause = POLL_SCHEDULE[polls] if polls < len(POLL_SCHEDULE) else POLL_SECONDS
-        polls += 1
-        time.sleep(min(pause, remaining))
+        # One connection for the counts (a pool checkout pings the server first).
+        with ctx.store.engine.connect() as conn:
+            for _ in range(FULL_READ_EVERY):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                pause = POLL_SCHEDULE[polls] if polls < len(POLL_SCHEDULE) else POLL_SECONDS
+                polls += 1
+                time.sleep(min(pause, remaining))
+                if waiting_count(conn, pid, ids) == 0:
+                    break
     return [{**r, **views[r["id"]]} for r in results]
+
+
+def waiting_count(conn, pid: int, ids: list[int]) -> int:
+    """How many of the items still wait: pending examples, and pairs of theirs still being
+    computed. One query on connection ``conn``, whose transaction it ends (so the next
+    count sees what committed meanwhile); a request polls it between full reads."""
+    pending = select(func.count()).select_from(Example).where(
+        Example.project_id == pid, Example.id.in_(ids), Example.status == "pending")
+    computing = select(func.count()).select_from(Query).where(
+        Query.project_id == pid, Query.example_id.in_(ids), Query.status == "computing")
+    try:
+        return int(conn.execute(select(pending.scalar_subquery()
+                                       + computing.scalar_subquery())).scalar_one())
+    finally:
+        conn.rollback()
 
 
 def embedded(ctx: ServiceContext) -> bool:

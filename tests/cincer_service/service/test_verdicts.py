@@ -2,6 +2,7 @@
 to the caller, unscreened with the reason, pending past the deadline), the example.screened
 event, and the model cache bounded by bytes."""
 import threading
+import time
 from datetime import datetime, timezone
 
 import numpy as np
@@ -162,6 +163,34 @@ def test_pending_when_the_screen_job_misses_the_deadline(ctx, stream, trained):
         assert not slow.gate.is_set()
     finally:
         slow.release()
+    later = verdicts.wait_for_verdicts(ctx, pid, results, me, 5.0)
+    assert {r["verdict"] for r in later} <= {"accepted", "suspicious"}
+
+
+def test_a_waiting_request_counts_what_waits_and_reads_everything_only_now_and_then(
+        ctx, stream, trained, monkeypatch):
+    pid, me = trained, assistant(ctx, trained)
+    slow = GatedDispatcher(ctx)
+    ctx.set_dispatcher(slow)
+    full_reads = []
+    read = verdicts.read_verdicts
+    monkeypatch.setattr(verdicts, "read_verdicts",
+                        lambda *a, **k: full_reads.append(1) or read(*a, **k))
+    try:
+        results = examples.ingest(ctx, pid, items(stream, *STREAM)[:5])
+        ids = [r["id"] for r in results]
+        with ctx.store.engine.connect() as conn:
+            assert verdicts.waiting_count(conn, pid, ids) == 5
+        started = time.monotonic()
+        waited = verdicts.wait_for_verdicts(ctx, pid, results, me, 0.4)
+        assert time.monotonic() - started < 2.0
+        assert [r["verdict"] for r in waited] == ["pending"] * 5
+        # ~25 polls in 0.4 s: one full read first, one per FULL_READ_EVERY counts, one last.
+        assert 2 <= len(full_reads) <= 2 + 0.4 / verdicts.POLL_SECONDS / verdicts.FULL_READ_EVERY
+    finally:
+        slow.release()
+    with ctx.store.engine.connect() as conn:
+        assert verdicts.waiting_count(conn, pid, ids) == 0
     later = verdicts.wait_for_verdicts(ctx, pid, results, me, 5.0)
     assert {r["verdict"] for r in later} <= {"accepted", "suspicious"}
 
