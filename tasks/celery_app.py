@@ -66,6 +66,8 @@ def make_celery(settings, name: str = "cincer", task_cls=None) -> Celery:
         task_acks_late=True,                 # a job killed mid-way is redelivered ...
         task_reject_on_worker_lost=True,     # ... also when its worker process dies
         worker_prefetch_multiplier=1,        # long jobs: never hoard messages
+        # KiB; a pool process past it is replaced after its task (Settings.worker_max_memory_mb)
+        worker_max_memory_per_child=int(settings.worker_max_memory_mb * 1024) or None,
         task_ignore_result=True,             # outcomes live in the database
         result_expires=3600,
         task_publish_retry_policy={"max_retries": 2, "interval_start": 0,

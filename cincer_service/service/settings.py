@@ -23,6 +23,10 @@ class Settings:
     screen_batch: int = 512
     # The per-process model cache (classifiers and model states), bounded by bytes.
     model_cache_mb: float = 512.0
+    # A Celery pool process whose peak RSS passed this is replaced once its task is done (0:
+    # never). TensorFlow keeps about 7 MiB of graphs from every training in the process, so
+    # a worker that trains thousands of small projects would otherwise grow without bound.
+    worker_max_memory_mb: float = 2048.0
 
     ENV = {"data_dir": "CINCER_DATA_DIR", "database_url": "CINCER_DATABASE_URL",
            "redis_url": "CINCER_REDIS_URL", "admin_token": "CINCER_ADMIN_TOKEN",
@@ -31,7 +35,8 @@ class Settings:
            "retrain_lease_seconds": "CINCER_RETRAIN_LEASE_SECONDS",
            "reconcile_seconds": "CINCER_RECONCILE_SECONDS",
            "screen_batch": "CINCER_SCREEN_BATCH",
-           "model_cache_mb": "CINCER_MODEL_CACHE_MB"}
+           "model_cache_mb": "CINCER_MODEL_CACHE_MB",
+           "worker_max_memory_mb": "CINCER_WORKER_MAX_MEMORY_MB"}
 
     @classmethod
     def from_env(cls, environ=None, **overrides) -> "Settings":
