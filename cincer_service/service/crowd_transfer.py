@@ -172,15 +172,9 @@ def _read_query(q, where: str, classes, c: int, strategy: str, label, parse_time
         bad("answers", "a list of answers")
         answers = []
     out["answers"], names = [], set()
-    for k, a in enumerate(answers):
-        at = f"{where}.answers.{k}"
-        if not isinstance(a, dict):
-            fail(at, "an object: annotator, example_label, counterexample_label, ...")
-            continue
-
-        def bad_answer(key, message, _at=at):
-            fail(f"{_at}.{key}", message)
-
+    for at, a, bad_answer in _objects(answers, f"{where}.answers",
+                                      "annotator, example_label, counterexample_label, ...",
+                                      fail):
         name = _text(a, "annotator", 200, None, bad_answer)
         if not name:
             bad_answer("annotator", "the annotator's name")
@@ -202,6 +196,17 @@ def _read_query(q, where: str, classes, c: int, strategy: str, label, parse_time
     return out
 
 
+def _objects(items: list, where: str, shape: str, fail):
+    """``(path, item, bad)`` for each object of ``items``, where ``bad(key, message)``
+    reports a field of it; an item that is not an object is reported at its path."""
+    for k, item in enumerate(items):
+        at = f"{where}.{k}"
+        if not isinstance(item, dict):
+            fail(at, f"an object: {shape}")
+            continue
+        yield at, item, (lambda key, message, _at=at: fail(f"{_at}.{key}", message))
+
+
 def _read_section(crowd, c: int, parse_time, now, fail) -> dict | None:
     if not isinstance(crowd, dict):
         fail("crowd", "an object: annotators and state")
@@ -216,15 +221,8 @@ def _read_section(crowd, c: int, parse_time, now, fail) -> dict | None:
         fail("crowd.annotators", "a list of annotators")
         people = []
     out, names = [], set()
-    for k, a in enumerate(people):
-        at = f"crowd.annotators.{k}"
-        if not isinstance(a, dict):
-            fail(at, "an object: name, suspended, confusion, ...")
-            continue
-
-        def bad(key, message, _at=at):
-            fail(f"{_at}.{key}", message)
-
+    for at, a, bad in _objects(people, "crowd.annotators", "name, suspended, confusion, ...",
+                              fail):
         name = _text(a, "name", 200, None, bad)
         if not name or name in names:
             bad("name", "a name, once per annotator")
