@@ -1,6 +1,6 @@
-"""20 annotators (each its own token) and one ingest client for 30 s against a real server:
-gunicorn (3 workers x 4 threads) + two Celery workers + beat, on PostgreSQL when
-``CINCER_TEST_POSTGRES_URL`` answers, else a SQLite file.
+"""20 annotators (each its own token) and one ingest client for 20 s (60 s in make
+test-long) against a real server: gunicorn (3 workers x 4 threads) + two Celery workers +
+beat, on PostgreSQL when ``CINCER_TEST_POSTGRES_URL`` answers, else a SQLite file.
 
 Checked: no 5xx; no double lease, with sound bounds only: an annotator surely holds a query
 from the moment its lease response arrived until the moment it *sent* its release or answer,
@@ -294,7 +294,7 @@ def run_concurrency(shared_cluster, record, duration: float):
 
 
 def test_concurrent_annotators_and_ingest(shared_cluster, record):
-    run_concurrency(shared_cluster, record, 30.0)
+    run_concurrency(shared_cluster, record, 20.0)         # 60 s in make test-long
 
 
 @pytest.mark.long
