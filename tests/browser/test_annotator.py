@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 
+import pytest
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
@@ -185,6 +186,7 @@ def test_five_pairs_with_a_skip_and_a_correction(browser, live, breast_project):
         assert events_of(live, project, sq["example"]["id"], skipped) == []
 
 
+@pytest.mark.long          # a measurement for the report (12 s): make test-long
 def test_timings(browser, live, service, breast):
     """Cold load → first pair, and key press → next pair over 20 answers (embedded SQLite,
     background thread); printed for the report, bounded loosely."""
