@@ -129,7 +129,9 @@ def wait_for_verdicts(ctx: ServiceContext, pid: int, results: list[dict],
 def waiting_count(conn, pid: int, ids: list[int]) -> int:
     """How many of the items still wait: pending examples, and pairs of theirs still being
     computed. One query on connection ``conn``, whose transaction it ends (so the next
-    count sees what committed meanwhile); a request polls it between full reads."""
+    count sees what committed meanwhile); a request polls it between full reads. It may
+    count more than ``read_verdicts`` waits for (an older pair of an item still computing),
+    never less: the periodic full read settles those."""
     pending = select(func.count()).select_from(Example).where(
         Example.project_id == pid, Example.id.in_(ids), Example.status == "pending")
     computing = select(func.count()).select_from(Query).where(
