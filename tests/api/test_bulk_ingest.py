@@ -76,6 +76,8 @@ def test_results_fast_path_dumps_what_the_schema_dumps(results):
     b'12345678901234567890123', b'{"id": 9223372036854775808}', b'[0.1234567890123456789]',
     b'"caf\\u00e9"', b'"\\ud83d\\ude00"', b'"\\ud800"', b'{"x": NaN}', b'[Infinity]',
     b'[1e400]', b'[1,]', b'{"a": 1', b'\xff\xfe', b'', b'  [1, 2]  ',
+    b'[-12345678901234567890]', b'[0.5,12345678901234567890]', b'[12345678901234567890.25]',
+    b'[0.0012345678901234567, 1.0000000000000000000001e5]', b'[1e0000000000000000000002]',
 ])
 def test_orjson_reads_what_the_standard_library_reads(raw):
     try:
@@ -89,6 +91,29 @@ def test_orjson_reads_what_the_standard_library_reads(raw):
     assert got == expected
     if got[0] == "ok":       # the same types too: 12345678901234567890123 stays an integer
         assert json.dumps(got[1]) == json.dumps(expected[1])
+
+
+def test_floats_with_long_fractions_take_the_fast_path(monkeypatch):
+    """Python writes many floats with 19+ digits after the point (0.0012345678901234567): they
+    are never integers, so orjson reads them; the standard library is never called."""
+    import api.requests
+
+    def refuse(text):
+        raise AssertionError("the slow path read a body orjson reads the same")
+    monkeypatch.setattr(api.requests, "strict_json_loads", refuse)
+    raw = json.dumps({"items": [{"x": [0.0012345678901234567, -0.00098765432109876543, 1e-7],
+                                 "label": 12}]}).encode()
+    assert parse_json_body(raw) == json.loads(raw)
+
+
+def test_long_integers_still_take_the_slow_path(monkeypatch):
+    import api.requests
+    called = []
+    monkeypatch.setattr(api.requests, "strict_json_loads",
+                        lambda text: called.append(text) or strict_json_loads(text))
+    for raw in (b'12345678901234567890', b'[0.5, -12345678901234567890]'):
+        assert json.dumps(parse_json_body(raw)) == json.dumps(json.loads(raw))
+    assert len(called) == 2
 
 
 def _examples(client, pid):
