@@ -14,11 +14,11 @@ import time
 from collections import Counter
 
 import numpy as np
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import select, update
 
 from . import budget, freshness, jobs, priority, webhooks
 from .context import ServiceContext, latest_version, project_row
-from .store import Example, ModelVersion, Project, Query, utcnow
+from .store import Example, ModelVersion, Project, Query, update_rows, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +38,8 @@ def screen_pending(ctx: ServiceContext, pid: int) -> int:
 
 def screen_one_batch(ctx: ServiceContext, pid: int) -> int | None:
     """Screen up to ``screen_batch`` pending examples in one transaction: one forward pass
-    (numpy for Dense models), one ``executemany`` UPDATE for the verdicts, one INSERT for the
-    batch's queries. ``None`` when nothing is pending (or there is no model yet), else how
+    (numpy for Dense models), one UPDATE for the verdicts (``store.update_rows``), one
+    INSERT for the batch's queries. ``None`` when nothing is pending (or there is no model yet), else how
     many this call screened."""
     from ..cleaning import screen_batch  # TensorFlow: only where jobs run
     table = Example.__table__
@@ -76,16 +76,10 @@ def screen_one_batch(ctx: ServiceContext, pid: int) -> int | None:
         seen = [{"screen_margin": float(v.margin), "screen_prediction": int(v.prediction),
                  "screen_probabilities": [float(a) for a in p]}
                 for p, v in zip(probs, verdicts)]
-        s.execute(update(table).where(table.c.id == bindparam("b_id"),
-                                      table.c.status == "pending")
-                  .values(status=bindparam("b_status"), updated_at=now,
-                          screen_margin=bindparam("b_margin"),
-                          screen_prediction=bindparam("b_prediction"),
-                          screen_probabilities=bindparam("b_probabilities")),
-                  [{"b_id": r.id, "b_status": "suspicious" if v.suspicious else "accepted",
-                    "b_margin": o["screen_margin"], "b_prediction": o["screen_prediction"],
-                    "b_probabilities": o["screen_probabilities"]}
-                   for r, v, o in zip(rows, verdicts, seen)])
+        update_rows(s, table, [
+            {"id": r.id, "status": "suspicious" if v.suspicious else "accepted", **o}
+            for r, v, o in zip(rows, verdicts, seen)],
+            fixed={"updated_at": now}, where={"status": "pending"})
         history = priority.load_history(s, pid) if any(v.suspicious for v in verdicts) else None
         opened = []
         for r, v, o in zip(rows, verdicts, seen):

@@ -27,8 +27,11 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    bindparam,
     create_engine,
     event,
+    text,
+    update,
 )
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
@@ -497,6 +500,47 @@ def retry_transaction(use_case):
                 time.sleep(random.uniform(0.0, 0.01 * 2 ** attempt))
 
     return run
+
+def update_rows(s, table, rows: list[dict], fixed: dict | None = None,
+                where: dict | None = None) -> None:
+    """UPDATE ``table``'s rows by id, each with its own values: ``rows`` are dicts with
+    ``id`` and the same other columns; ``fixed`` values go to every row; a row is changed only
+    if it still has the ``where`` values.
+
+    PostgreSQL runs one statement over arrays (``UPDATE … FROM unnest(…)``), not one
+    statement and round trip per row (psycopg2's ``executemany``): a thousand rows cost about
+    as much as one. SQLite, in process, runs ``executemany``."""
+    if not rows:
+        return
+    fixed, where = fixed or {}, where or {}
+    names = [k for k in rows[0] if k != "id"]
+    dialect = s.get_bind().dialect
+    if dialect.name != "postgresql":
+        s.execute(update(table).where(table.c.id == bindparam("b_id"),
+                                      *[table.c[k] == v for k, v in where.items()])
+                  .values(**fixed, **{k: bindparam(f"b_{k}") for k in names}),
+                  [{f"b_{k}": v for k, v in row.items()} for row in rows])
+        return
+
+    def array(name):
+        process = table.c[name].type.bind_processor(dialect)
+        values = [row[name] for row in rows]
+        return [process(v) for v in values] if process else values
+
+    def sql_type(name):
+        return table.c[name].type.compile(dialect=dialect)
+
+    columns = ["id", *names]
+    sets = [f"{k} = v.{k}" for k in names] + [f"{k} = :f_{k}" for k in fixed]
+    arrays = ", ".join(f"CAST(:a_{k} AS {sql_type(k)}[])" for k in columns)
+    checks = "".join(f" AND t.{k} = :w_{k}" for k in where)
+    statement = text(f"UPDATE {table.name} AS t SET {', '.join(sets)} FROM unnest({arrays}) "
+                     f"AS v({', '.join(columns)}) WHERE t.id = v.id{checks}").bindparams(
+        *[bindparam(f"a_{k}", array(k)) for k in columns],
+        *[bindparam(f"f_{k}", v, type_=table.c[k].type) for k, v in fixed.items()],
+        *[bindparam(f"w_{k}", v, type_=table.c[k].type) for k, v in where.items()])
+    s.execute(statement)
+
 
 # Session.info keys: follow-ups recorded in the open transaction (``jobs.FOLLOWUPS``) and
 # those whose transaction committed, waiting for the session to close.

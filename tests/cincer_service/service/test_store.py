@@ -32,3 +32,53 @@ def test_concurrent_starters_migrate_once(tmp_path):
     assert not failures, failures[0]
     tables = set(inspect(Store(url).engine).get_table_names())
     assert {"alembic_version", "projects", "examples", "queries", "tokens"} <= tables
+
+
+def test_update_rows_matches_one_update_per_row(database_url):
+    """The bulk UPDATE (one statement over arrays on PostgreSQL) against one ORM update per
+    row: the same values, JSON and timestamps included, and rows that no longer have the
+    ``where`` values left alone."""
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    from cincer_service.service.store import Example, Project, update_rows, utcnow
+    from cincer_service.spec import ProjectSpec
+
+    store = Store(database_url)
+    store.upgrade()
+    now = utcnow()
+    with store.session() as s:
+        project = Project(**ProjectSpec.build(name="p", classes=["a", "b"],
+                                              input_shape=[2]).columns())
+        s.add(project)
+        s.flush()
+        for copy in ("bulk", "slow"):
+            s.add_all([Example(project_id=project.id, external_id=f"{copy}{i}",
+                               x=b"\0" * 8, label=i % 2, original_label=i % 2,
+                               status="accepted" if i == 3 else "pending") for i in range(6)])
+    later = now + timedelta(seconds=5)
+    changes = [{"status": "suspicious" if i % 2 else "accepted", "screen_margin": 0.25 - i,
+                "screen_prediction": i % 2, "screen_probabilities": [0.1 * i, 1 - 0.1 * i]}
+               for i in range(6)]
+    with store.session() as s:
+        rows = {e.external_id: e for e in s.scalars(select(Example))}
+        update_rows(s, Example.__table__,
+                    [{"id": rows[f"bulk{i}"].id, **c} for i, c in enumerate(changes)],
+                    fixed={"updated_at": later}, where={"status": "pending"})
+        for i, c in enumerate(changes):
+            slow = rows[f"slow{i}"]
+            if slow.status == "pending":
+                for k, v in {**c, "updated_at": later}.items():
+                    setattr(slow, k, v)
+    columns = ("status", "screen_margin", "screen_prediction", "screen_probabilities",
+               "label")
+    with store.session() as s:
+        rows = {e.external_id: e for e in s.scalars(select(Example))}
+        for i in range(6):
+            bulk, slow = rows[f"bulk{i}"], rows[f"slow{i}"]
+            assert [getattr(bulk, k) for k in columns] == [getattr(slow, k) for k in columns]
+            assert (bulk.updated_at == later) == (i != 3) == (slow.updated_at == later)
+        assert rows["bulk3"].status == "accepted" and rows["bulk3"].screen_margin is None
+        assert rows["bulk4"].status == "accepted"
+    store.engine.dispose()
