@@ -9,7 +9,7 @@ trusted): never trained on, screened or queried, only scored on (``evaluation``)
 from __future__ import annotations
 
 import numpy as np
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..featurize import BadItem, featurize
@@ -18,7 +18,7 @@ from .context import EXAMPLE_STATUSES, TRAINING, ServiceContext, example_row, pr
 from .errors import BadInput, Conflict
 from .labels import LabelChange, change_labels
 from .projects import label_error, label_index, label_name
-from .store import Example, LabelEvent, Project, retry_transaction, utcnow
+from .store import Example, LabelEvent, Project, insert_rows, retry_transaction, utcnow
 
 # Every example status a list can ask for: the lifecycle's and the sets kept aside from it
 # (``holdout``, ``evaluation``).
@@ -138,18 +138,16 @@ def _ingest(ctx: ServiceContext, pid: int, items: list, actor: str) -> list[dict
 
 def insert_examples(s, created: list[tuple[dict, dict]], actor: str, now) -> None:
     """Insert the new examples and their first history events in two bulk statements
-    (``executemany`` with ``RETURNING``, not one ORM object and flush per row) and fill
-    each result's ``id``."""
+    (``store.insert_rows``, not one ORM object and flush per row) and fill each result's
+    ``id``."""
     if not created:
         return
-    table = Example.__table__          # Core, not the ORM's bulk path: a third of the time
-    ids = s.scalars(insert(table).returning(table.c.id, sort_by_parameter_order=True),
-                    [row for row, _ in created]).all()
+    ids = insert_rows(s, Example.__table__, [row for row, _ in created])
     for (_, result), eid in zip(created, ids):
         result["id"] = eid
-    s.execute(insert(LabelEvent.__table__), [
-        {"example_id": eid, "old_label": None, "new_label": row["label"], "why": "ingest",
-         "actor": actor, "at": now} for (row, _), eid in zip(created, ids)])
+    insert_rows(s, LabelEvent.__table__, [{"example_id": eid, "new_label": row["label"]}
+                                          for (row, _), eid in zip(created, ids)],
+                fixed={"old_label": None, "why": "ingest", "actor": actor, "at": now})
 
 
 def _split_of(example: Example) -> str:

@@ -30,6 +30,7 @@ from sqlalchemy import (
     bindparam,
     create_engine,
     event,
+    insert,
     text,
     update,
 )
@@ -522,24 +523,62 @@ def update_rows(s, table, rows: list[dict], fixed: dict | None = None,
                   [{f"b_{k}": v for k, v in row.items()} for row in rows])
         return
 
-    def array(name):
+    columns = ["id", *names]
+    unnest, arrays = _arrays(dialect, table, rows, columns)
+    sets = [f"{k} = v.{k}" for k in names] + [f"{k} = :f_{k}" for k in fixed]
+    checks = "".join(f" AND t.{k} = :w_{k}" for k in where)
+    s.execute(text(f"UPDATE {table.name} AS t SET {', '.join(sets)} FROM {unnest} "
+                   f"WHERE t.id = v.id{checks}")
+              .bindparams(*arrays, *_scalars(table, "f", fixed), *_scalars(table, "w", where)))
+
+
+def insert_rows(s, table, rows: list[dict], fixed: dict | None = None) -> list[int]:
+    """INSERT ``rows`` (dicts with the same columns) into ``table``, with ``fixed`` values
+    for all; their new ids, in the order of ``rows``.
+
+    PostgreSQL takes the ids from the table's sequence and inserts from arrays in one short
+    statement (``INSERT … SELECT … FROM unnest(…)``), not one rendered with a parameter per
+    value; elsewhere ``executemany`` with ``RETURNING``."""
+    if not rows:
+        return []
+    fixed = dict(fixed or {})
+    dialect = s.get_bind().dialect
+    if dialect.name != "postgresql":
+        return s.scalars(insert(table).returning(table.c.id, sort_by_parameter_order=True),
+                         [{**row, **fixed} for row in rows]).all()
+    for column in table.c:              # what Core would fill in: the columns' defaults
+        default = column.default
+        if column.name not in rows[0] and column.name not in fixed and not column.primary_key \
+                and default is not None:
+            fixed[column.name] = default.arg if default.is_scalar else default.arg(None)
+    ids = sorted(s.scalars(text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) "
+                                "FROM generate_series(1, :n)"),
+                           {"table": table.name, "n": len(rows)}))
+    names = list(rows[0])
+    columns = ["id", *names]
+    arrays = _arrays(dialect, table, [{"id": i, **row} for i, row in zip(ids, rows)], columns)
+    s.execute(text(f"INSERT INTO {table.name} ({', '.join(columns + list(fixed))}) "
+                   f"SELECT v.*{''.join(f', :f_{k}' for k in fixed)} FROM {arrays[0]}")
+              .bindparams(*arrays[1], *_scalars(table, "f", fixed)))
+    return ids
+
+
+def _arrays(dialect, table, rows: list[dict], columns: list[str]):
+    """``unnest(…) AS v(columns)`` over one array per column of ``rows``, and its bound
+    parameters (each value through its column type, as a single-row statement would)."""
+    params = []
+    for name in columns:
         process = table.c[name].type.bind_processor(dialect)
         values = [row[name] for row in rows]
-        return [process(v) for v in values] if process else values
+        params.append(bindparam(f"a_{name}", [process(v) for v in values] if process
+                                else values))
+    unnest = ", ".join(f"CAST(:a_{k} AS {table.c[k].type.compile(dialect=dialect)}[])"
+                       for k in columns)
+    return f"unnest({unnest}) AS v({', '.join(columns)})", params
 
-    def sql_type(name):
-        return table.c[name].type.compile(dialect=dialect)
 
-    columns = ["id", *names]
-    sets = [f"{k} = v.{k}" for k in names] + [f"{k} = :f_{k}" for k in fixed]
-    arrays = ", ".join(f"CAST(:a_{k} AS {sql_type(k)}[])" for k in columns)
-    checks = "".join(f" AND t.{k} = :w_{k}" for k in where)
-    statement = text(f"UPDATE {table.name} AS t SET {', '.join(sets)} FROM unnest({arrays}) "
-                     f"AS v({', '.join(columns)}) WHERE t.id = v.id{checks}").bindparams(
-        *[bindparam(f"a_{k}", array(k)) for k in columns],
-        *[bindparam(f"f_{k}", v, type_=table.c[k].type) for k, v in fixed.items()],
-        *[bindparam(f"w_{k}", v, type_=table.c[k].type) for k, v in where.items()])
-    s.execute(statement)
+def _scalars(table, prefix: str, values: dict) -> list:
+    return [bindparam(f"{prefix}_{k}", v, type_=table.c[k].type) for k, v in values.items()]
 
 
 # Session.info keys: follow-ups recorded in the open transaction (``jobs.FOLLOWUPS``) and

@@ -82,3 +82,55 @@ def test_update_rows_matches_one_update_per_row(database_url):
         assert rows["bulk3"].status == "accepted" and rows["bulk3"].screen_margin is None
         assert rows["bulk4"].status == "accepted"
     store.engine.dispose()
+
+
+def test_insert_rows_matches_orm_inserts(database_url):
+    """The bulk INSERT (ids from the sequence and one statement over arrays on PostgreSQL)
+    against one ORM object per row: ids in the rows' order, every column the same, the
+    columns' defaults (``gold``) filled in, and ids that keep counting after."""
+    from sqlalchemy import select
+
+    from cincer_service.service.store import Example, LabelEvent, Project, insert_rows, utcnow
+    from cincer_service.spec import ProjectSpec
+
+    store = Store(database_url)
+    store.upgrade()
+    now = utcnow()
+    with store.session() as s:
+        project = Project(**ProjectSpec.build(name="p", classes=["a", "b"],
+                                              input_shape=[2]).columns())
+        s.add(project)
+        s.flush()
+        pid = project.id
+
+    def row(name, i):
+        return {"project_id": pid, "external_id": None if i == 2 else f"{name}{i}",
+                "source": "tab\there, quote ' and \\\\ back" if i == 1 else None,
+                "x": bytes([i, 0, 92, 39, 255, 0, 0, 1]), "raw": "naïve\nline" if i else None,
+                "label": i % 2, "original_label": i % 2, "status": "pending",
+                "created_at": now, "updated_at": now}
+    with store.session() as s:
+        ids = insert_rows(s, Example.__table__, [row("bulk", i) for i in range(4)],
+                          fixed={"confirmed": True})
+        slow = [Example(**row("slow", i), confirmed=True) for i in range(4)]
+        s.add_all(slow)
+        s.flush()
+        events = insert_rows(s, LabelEvent.__table__, [{"example_id": e, "new_label": 1}
+                                                         for e in ids],
+                             fixed={"old_label": None, "why": "ingest", "actor": "t", "at": now})
+        assert ids == sorted(ids) and len(set(ids)) == 4 and max(ids) < slow[0].id
+        assert len(set(events)) == 4
+    with store.session() as s:
+        stored = {e.id: e for e in s.scalars(select(Example))}
+        for i, (eid, orm) in enumerate(zip(ids, slow)):
+            bulk, orm = stored[eid], stored[orm.id]
+            assert bulk.external_id == (None if i == 2 else f"bulk{i}")
+            for k in ("source", "x", "raw", "label", "original_label", "status", "confirmed",
+                      "gold", "gold_label", "created_at", "screen_margin"):
+                assert getattr(bulk, k) == getattr(orm, k), k
+            assert bulk.gold is False
+        history = s.scalars(select(LabelEvent).where(LabelEvent.id.in_(events))).all()
+        assert sorted(h.example_id for h in history) == ids
+        assert {(h.why, h.actor, h.old_label, h.new_label) for h in history} == {
+            ("ingest", "t", None, 1)}
+    store.engine.dispose()
