@@ -144,8 +144,15 @@ class Example(Base):
         return np.frombuffer(self.x, dtype=np.float32).reshape(shape)
 
 
+ANSWER_EVENTS = text("why IN ('answer_example', 'answer_counterexample')")
+
+
 class LabelEvent(Base):
     __tablename__ = "label_events"
+    # The answer history's read (``priority.load_history``) among a label event per example
+    # ingested (0011_answer_events).
+    __table_args__ = (Index("ix_label_events_answers", "example_id",
+                            postgresql_where=ANSWER_EVENTS, sqlite_where=ANSWER_EVENTS),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     example_id: Mapped[int] = mapped_column(ForeignKey("examples.id"), index=True)

