@@ -4,7 +4,8 @@ Creates a project (``--features`` inputs, 10 classes, an fc model), ingests ``N`
 examples (class centres plus noise, ``--noise`` of the labels flipped to another class) in
 batches of ``--batch-size`` from ``--threads`` concurrent senders, and reports: ingest
 throughput, the time from the first batch to the first open query (the first model trained
-on the bootstrap set, then screening), the time until every example is screened, then,
+on the bootstrap set, then screening), the time until every example is screened, the
+counter-example backlog (watched for ``--counterexample-seconds``), then,
 with ``--retrain``, the time to a model over the whole stream and its counter-examples;
 counter-example latency as the workers logged it, RSS per process of the cluster (its pid
 files) and the service's health. The database size is added by the shell script.
@@ -59,10 +60,41 @@ def open_queries(client: CincerClient, pid: int) -> int:
     return int(client.stats(pid).get("queries", {}).get("open", 0))
 
 
+def wait_screened(client: CincerClient, pid: int, timeout: float, poll: float) -> dict:
+    """Poll ``stats`` until no example of project ``pid`` waits for screening; the stats.
+    ``TimeoutError`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        stats = client.stats(pid)
+        if not stats.get("examples", {}).get("pending", 0):
+            return stats
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"project {pid}: examples still pending after {timeout:g} s")
+        time.sleep(poll)
+
+
+def counterexample_backlog(client: CincerClient, pid: int, seconds: float,
+                           poll: float) -> dict:
+    """Watch the queries waiting for their counter-example (``computing``) for at most
+    ``seconds``, or until none waits: how many waited at the start and at the end, and how
+    many were computed per second meanwhile. Every suspicious example of the stream gets a
+    query (20% noise: about 200k at 1M examples), far more than the run can wait for."""
+    def waiting() -> int:
+        return int(client.stats(pid).get("queries", {}).get("computing", 0))
+    t0, first = time.perf_counter(), waiting()
+    last = first
+    while last and time.perf_counter() - t0 < seconds:
+        time.sleep(poll)
+        last = waiting()
+    elapsed = time.perf_counter() - t0
+    return {"waiting_at_start": first, "waiting_at_end": last, "seconds": round(elapsed, 2),
+            "per_second": round((first - last) / elapsed, 1) if elapsed > 0 else None}
+
+
 def scale_run(client: CincerClient, n: int, features: int = 128, batch_size: int = 1000,
               threads: int = 4, noise: float = 0.2, bootstrap: int = 1000, seed: int = 0,
               timeout: float = 7200, retrain: bool = False, cluster_dir: str | None = None,
-              poll: float = 1.0) -> dict:
+              poll: float = 1.0, counterexample_seconds: float = 120) -> dict:
     centres = class_centres(features, seed)
     project = client.create_project({
         "name": f"scale-{int(time.time())}", "classes": [str(c) for c in range(N_CLASSES)],
@@ -97,8 +129,9 @@ def scale_run(client: CincerClient, n: int, features: int = 128, batch_size: int
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(send, batches))
     ingest_seconds = time.perf_counter() - started
-    client.wait_idle(pid, timeout=timeout, poll=poll)
+    wait_screened(client, pid, timeout, poll)
     screened = time.perf_counter() - started
+    backlog = counterexample_backlog(client, pid, counterexample_seconds, poll)
     while "seconds" not in first_query and time.perf_counter() - started < timeout:
         time.sleep(poll)
     done.set()
@@ -110,6 +143,7 @@ def scale_run(client: CincerClient, n: int, features: int = 128, batch_size: int
               "batch_seconds_p99": percentile(batch_seconds, 99),
               "seconds_to_first_query": first_query.get("seconds"),
               "seconds_until_screened": round(screened, 2),
+              "counterexample_backlog": backlog,
               "stats": client.stats(pid)}
     ce = logged_counterexample_ms(cluster_dir)
     report["counterexample_ms_first_model"] = {"count": len(ce), "p50": percentile(ce, 50),
@@ -122,8 +156,8 @@ def scale_run(client: CincerClient, n: int, features: int = 128, batch_size: int
         while len(client.list_models(pid)) <= versions and time.perf_counter() - t0 < timeout:
             time.sleep(poll)
         report["retrain_seconds"] = round(time.perf_counter() - t0, 2)
-        client.wait_idle(pid, timeout=timeout, poll=poll)
-        report["retrain_until_idle_seconds"] = round(time.perf_counter() - t0, 2)
+        wait_screened(client, pid, timeout, poll)
+        report["retrain_until_screened_seconds"] = round(time.perf_counter() - t0, 2)
         report["models"] = client.list_models(pid)
         ce = logged_counterexample_ms(cluster_dir, sizes)
         report["counterexample_ms_full_model"] = {"count": len(ce), "p50": percentile(ce, 50),
@@ -144,6 +178,8 @@ def main(argv=None) -> int:
     p.add_argument("--bootstrap", type=int, default=1000)
     p.add_argument("--timeout", type=float, default=7200)
     p.add_argument("--retrain", action="store_true")
+    p.add_argument("--counterexample-seconds", type=float, default=120,
+                   help="how long to watch the counter-example backlog after screening")
     p.add_argument("--cluster-dir", default=None)
     args = p.parse_args(argv)
     if args.examples < 1 or args.batch_size < 1 or args.threads < 1:
@@ -152,7 +188,8 @@ def main(argv=None) -> int:
     client = CincerClient(args.url, args.token, timeout=120)
     report = scale_run(client, args.examples, args.features, args.batch_size, args.threads,
                        args.noise, args.bootstrap, timeout=args.timeout, retrain=args.retrain,
-                       cluster_dir=args.cluster_dir)
+                       cluster_dir=args.cluster_dir,
+                       counterexample_seconds=args.counterexample_seconds)
     report["health"] = client.healthz()
     json.dump(report, sys.stdout, indent=1, default=str)
     sys.stdout.write("\n")
