@@ -178,6 +178,8 @@ def main(argv=None) -> int:
     p.add_argument("--bootstrap", type=int, default=1000)
     p.add_argument("--timeout", type=float, default=7200)
     p.add_argument("--retrain", action="store_true")
+    p.add_argument("--poll", type=float, default=2.0,
+                   help="seconds between reads of the project's stats (each counts its rows)")
     p.add_argument("--counterexample-seconds", type=float, default=120,
                    help="how long to watch the counter-example backlog after screening")
     p.add_argument("--cluster-dir", default=None)
@@ -189,7 +191,7 @@ def main(argv=None) -> int:
     report = scale_run(client, args.examples, args.features, args.batch_size, args.threads,
                        args.noise, args.bootstrap, timeout=args.timeout, retrain=args.retrain,
                        cluster_dir=args.cluster_dir,
-                       counterexample_seconds=args.counterexample_seconds)
+                       poll=args.poll, counterexample_seconds=args.counterexample_seconds)
     report["health"] = client.healthz()
     json.dump(report, sys.stdout, indent=1, default=str)
     sys.stdout.write("\n")

@@ -113,7 +113,8 @@ class Token(Base):
 
 class Example(Base):
     __tablename__ = "examples"
-    __table_args__ = (Index("ix_examples_project_status", "project_id", "status"),
+    # status with id: screening reads a project's pending rows in id order (0011_scale_reads)
+    __table_args__ = (Index("ix_examples_project_status", "project_id", "status", "id"),
                       Index("ux_examples_project_external_id", "project_id", "external_id",
                             unique=True),
                       # the columnar state's overlay: rows changed since (0009_columnar)
@@ -150,7 +151,7 @@ ANSWER_EVENTS = text("why IN ('answer_example', 'answer_counterexample')")
 class LabelEvent(Base):
     __tablename__ = "label_events"
     # The answer history's read (``priority.load_history``) among a label event per example
-    # ingested (0011_answer_events).
+    # ingested (0011_scale_reads).
     __table_args__ = (Index("ix_label_events_answers", "example_id",
                             postgresql_where=ANSWER_EVENTS, sqlite_where=ANSWER_EVENTS),)
 
