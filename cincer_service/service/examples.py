@@ -9,7 +9,8 @@ trusted): never trained on, screened or queried, only scored on (``evaluation``)
 from __future__ import annotations
 
 import numpy as np
-from sqlalchemy import func, select, update
+from sqlalchemy import String, and_, cast, func, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 
 from ..featurize import BadItem, featurize
@@ -75,11 +76,11 @@ def ingest(ctx: ServiceContext, pid: int, items: list, actor: str = "ingest") ->
 @retry_transaction
 def _ingest(ctx: ServiceContext, pid: int, items: list, actor: str) -> list[dict]:
     with ctx.store.session() as s:
+        # Validated before the project's lock (its classes and input never change), so
+        # concurrent batches and screening wait only for the writes.
+        rows = validate_items(project_row(s, pid), items)
         project = project_row(s, pid, lock=True)
-        rows = validate_items(project, items)
-        known = {e.external_id: e for e in s.scalars(select(Example).where(
-            Example.project_id == pid,
-            Example.external_id.in_([r["external_id"] for r in rows if r["external_id"]])))}
+        known = known_examples(s, pid, [r["external_id"] for r in rows if r["external_id"]])
         clashes = [r["external_id"] for r in rows
                    if r["external_id"] in known and known[r["external_id"]].x != r["x"]]
         if clashes:
@@ -134,6 +135,26 @@ def _ingest(ctx: ServiceContext, pid: int, items: list, actor: str) -> list[dict
         if any(r["status"] == "pending" and r["outcome"] == "created" for r in results):
             jobs.follow(s, jobs.SCREEN(pid))
     return results
+
+
+def known_examples(s, pid: int, external_ids: list[str]) -> dict[str, Example]:
+    """Project ``pid``'s stored examples with these external ids, by external id.
+
+    On PostgreSQL, a join against the ids as an array: one probe of the unique index per
+    id, whatever the planner's statistics say. An ``IN`` list over a table not analysed
+    since it grew was planned as a scan of the project's rows (481 ms for a batch of 1,000
+    at 630k examples, against 4 ms)."""
+    if not external_ids:
+        return {}
+    if s.get_bind().dialect.name == "postgresql":
+        wanted = func.unnest(cast(external_ids, ARRAY(String))).table_valued(
+            "external_id").render_derived(name="wanted")
+        statement = select(Example).join(wanted, and_(
+            Example.project_id == pid, Example.external_id == wanted.c.external_id))
+    else:
+        statement = select(Example).where(Example.project_id == pid,
+                                          Example.external_id.in_(external_ids))
+    return {e.external_id: e for e in s.scalars(statement)}
 
 
 def insert_examples(s, created: list[tuple[dict, dict]], actor: str, now) -> None:

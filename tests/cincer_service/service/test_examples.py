@@ -58,8 +58,8 @@ def test_pages_and_history(tmp_path, stream):
         examples.get_example(ctx, other, ids[0])
 
 
-def test_replayed_ingest_stores_nothing_twice(tmp_path, stream):
-    ctx = make_context(tmp_path, dispatcher=None)
+def test_replayed_ingest_stores_nothing_twice(tmp_path, stream, database_url):
+    ctx = make_context(tmp_path, dispatcher=None, database_url=database_url)
     pid = new_project(ctx)
     batch = items(stream, 0, 20)
     first = examples.ingest(ctx, pid, batch)
@@ -88,8 +88,8 @@ def test_replayed_ingest_stores_nothing_twice(tmp_path, stream):
         examples.ingest(ctx, pid, [batch[0], batch[0]])
 
 
-def test_concurrent_replays_store_each_example_once(tmp_path, stream):
-    ctx = make_context(tmp_path, dispatcher=None)
+def test_concurrent_replays_store_each_example_once(tmp_path, stream, database_url):
+    ctx = make_context(tmp_path, dispatcher=None, database_url=database_url)
     pid = new_project(ctx)
     batch = items(stream, 0, 50)
     barrier, results = threading.Barrier(4), []
