@@ -9,9 +9,10 @@ trusted): never trained on, screened or queried, only scored on (``evaluation``)
 from __future__ import annotations
 
 import numpy as np
-from sqlalchemy import String, and_, cast, func, select, update
+from sqlalchemy import String, cast, func, select, true, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import aliased
 
 from ..featurize import BadItem, featurize
 from . import evaluation, jobs
@@ -140,17 +141,19 @@ def _ingest(ctx: ServiceContext, pid: int, items: list, actor: str) -> list[dict
 def known_examples(s, pid: int, external_ids: list[str]) -> dict[str, Example]:
     """Project ``pid``'s stored examples with these external ids, by external id.
 
-    On PostgreSQL, a join against the ids as an array: one probe of the unique index per
-    id, whatever the planner's statistics say. An ``IN`` list over a table not analysed
-    since it grew was planned as a scan of the project's rows (481 ms for a batch of 1,000
-    at 630k examples, against 4 ms)."""
+    On PostgreSQL, one probe of the unique index per id (a ``LATERAL`` lookup over the ids
+    as an array), whatever the planner's statistics say. An ``IN`` list, or a plain join,
+    over a table not analysed since it grew was planned as a scan of the project's rows:
+    0.5–1.2 s for a batch of 1,000 at 300k–630k examples, against 4 ms."""
     if not external_ids:
         return {}
     if s.get_bind().dialect.name == "postgresql":
         wanted = func.unnest(cast(external_ids, ARRAY(String))).table_valued(
             "external_id").render_derived(name="wanted")
-        statement = select(Example).join(wanted, and_(
-            Example.project_id == pid, Example.external_id == wanted.c.external_id))
+        match = (select(Example).where(Example.project_id == pid,
+                                       Example.external_id == wanted.c.external_id)
+                 .limit(1).lateral("match"))
+        statement = select(aliased(Example, match)).select_from(wanted).join(match, true())
     else:
         statement = select(Example).where(Example.project_id == pid,
                                           Example.external_id.in_(external_ids))
