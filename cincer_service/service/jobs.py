@@ -33,6 +33,12 @@ QUEUES = (COMPUTE, BACKGROUND)
 # its worker was killed does not wait behind a backlog of screens and retrains.
 PRIORITIES = {"interactive": 0, "default": 5, "bulk": 9}
 
+# The most rows of one kind (oldest first) a reconcile pass submits again. A stream of a
+# million examples leaves some 200k queries computing; sending each again every few seconds
+# (a routing read and a broker call apiece) kept a worker busy with nothing else. The next
+# rows are looked at once the first ones are done.
+RECONCILE_WINDOW = 1000
+
 
 # -- argument types ------------------------------------------------------------------------
 @dataclass(frozen=True)

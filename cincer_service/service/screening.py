@@ -14,7 +14,7 @@ import time
 from collections import Counter
 
 import numpy as np
-from sqlalchemy import select, update
+from sqlalchemy import exists, select, update
 
 from . import budget, freshness, jobs, priority, webhooks
 from .context import ServiceContext, latest_version, project_row
@@ -213,17 +213,18 @@ def refresh_queries(ctx: ServiceContext, pid: int) -> dict:
 
 
 def pending_screens(s, now) -> list[int]:
-    """Projects with pending examples and a model (the reconciler's ``screen`` work)."""
-    with_model = set(s.scalars(select(ModelVersion.project_id).distinct()))
-    return [pid for pid in s.scalars(select(Example.project_id).where(
-        Example.status == "pending").distinct()) if pid in with_model]
+    """Projects with pending examples and a model (the reconciler's ``screen`` work): one
+    index probe per project, not a read of every pending row."""
+    pending = exists().where(Example.project_id == Project.id, Example.status == "pending")
+    return s.scalars(select(Project.id).where(
+        Project.id.in_(select(ModelVersion.project_id)), pending).order_by(Project.id)).all()
 
 
 def computing_queries(s, now) -> list[int]:
     """Queries waiting for their counter-example (the reconciler's ``counterexample``
-    work)."""
+    work), the oldest ``jobs.RECONCILE_WINDOW``."""
     return s.scalars(select(Query.id).where(Query.status == "computing")
-                     .order_by(Query.id)).all()
+                     .order_by(Query.id).limit(jobs.RECONCILE_WINDOW)).all()
 
 
 jobs.SCREEN.bind(screen_pending, unfinished=pending_screens)

@@ -33,6 +33,33 @@ def test_lost_messages_are_redone_by_reconcile(tmp_path, stream):
     assert runner.reconcile(ctx) == {}                          # nothing left to redo
 
 
+def test_reconcile_sends_computing_queries_a_window_at_a_time(tmp_path, stream, monkeypatch):
+    """The oldest ``RECONCILE_WINDOW`` computing queries per pass, not every one (a million
+    examples leave some 200k); the next ones once those are done."""
+    from cincer_service.service.dispatch import InlineDispatcher
+    from cincer_service.service.screening import computing_queries
+    ctx = make_context(tmp_path, dispatcher=None)
+    ctx.set_dispatcher(InlineDispatcher(     # every counter-example message is lost
+        lambda sub: None if sub.job is jobs.COUNTEREXAMPLE else runner.run_job(ctx, sub)))
+    pid = new_project(ctx)
+    examples.ingest(ctx, pid, items(stream, 0, BOOTSTRAP + 140))
+    runner.reconcile(ctx)
+    assert reports.stats(ctx, pid)["examples"]["pending"] == 0
+    with ctx.store.session() as s:
+        computing = computing_queries(s, None)
+    monkeypatch.setattr(jobs, "RECONCILE_WINDOW", 3)
+    assert len(computing) > 6
+    sent = []
+    ctx.set_dispatcher(InlineDispatcher(sent.append))
+    assert runner.reconcile(ctx) == {"counterexample": 3}
+    assert [sub.values[0] for sub in sent] == computing[:3]
+    for sub in sent:
+        runner.run_job(ctx, sub)
+    sent.clear()
+    assert runner.reconcile(ctx) == {"counterexample": 3}
+    assert [sub.values[0] for sub in sent] == computing[3:6]
+
+
 def test_run_job_counts_runs_and_failures(ctx):
     assert set(jobs.JOBS) >= {"screen", "counterexample", "retrain", "audit", "reconcile"}
     assert runner.run_job(ctx, jobs.RECONCILE()) == {}
