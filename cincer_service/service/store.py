@@ -91,13 +91,15 @@ class Project(Base):
     # the bootstrap held out for metrics (migration 0004_value; service.budget, .priority,
     # .evaluation).
     query_budget: Mapped[float | None] = mapped_column(Float, nullable=True)
-    recent_margins: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    # Deferred, as ``crowd_state``: read by screening alone (up to 500 floats), not decoded
+    # by every read of the project (several per verdict request).
+    recent_margins: Mapped[list | None] = mapped_column(JSON, nullable=True, deferred=True)
     queue_order: Mapped[str] = mapped_column(String(20), default="priority")
     holdout_share: Mapped[float] = mapped_column(Float, default=0.0)
     # Crowds (0008_crowds; ``service.crowd``): the ``spec.CrowdPolicy`` (None: its
     # defaults) and the consensus model's project-wide counts (``consensus.Crowd``).
     crowd: Mapped[dict | None] = mapped_column(JSON, nullable=True)
-    crowd_state: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    crowd_state: Mapped[dict | None] = mapped_column(JSON, nullable=True, deferred=True)
 
 
 class Token(Base):
