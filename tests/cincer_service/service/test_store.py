@@ -34,6 +34,19 @@ def test_concurrent_starters_migrate_once(tmp_path):
     assert {"alembic_version", "projects", "examples", "queries", "tokens"} <= tables
 
 
+def _store_with_project(database_url):
+    """A migrated store with one two-class project; ``(store, project id)``."""
+    from cincer_service.service.store import Project
+    from cincer_service.spec import ProjectSpec
+    store = Store(database_url)
+    store.upgrade()
+    with store.session() as s:
+        project = Project(**ProjectSpec.build(name="p", classes=["a", "b"],
+                                              input_shape=[2]).columns())
+        s.add(project)
+        s.flush()
+        return store, project.id
+
 def test_update_rows_matches_one_update_per_row(database_url):
     """The bulk UPDATE (one statement over arrays on PostgreSQL) against one ORM update per
     row: the same values, JSON and timestamps included, and rows that no longer have the
@@ -42,19 +55,13 @@ def test_update_rows_matches_one_update_per_row(database_url):
 
     from sqlalchemy import select
 
-    from cincer_service.service.store import Example, Project, update_rows, utcnow
-    from cincer_service.spec import ProjectSpec
+    from cincer_service.service.store import Example, update_rows, utcnow
 
-    store = Store(database_url)
-    store.upgrade()
+    store, pid = _store_with_project(database_url)
     now = utcnow()
     with store.session() as s:
-        project = Project(**ProjectSpec.build(name="p", classes=["a", "b"],
-                                              input_shape=[2]).columns())
-        s.add(project)
-        s.flush()
         for copy in ("bulk", "slow"):
-            s.add_all([Example(project_id=project.id, external_id=f"{copy}{i}",
+            s.add_all([Example(project_id=pid, external_id=f"{copy}{i}",
                                x=b"\0" * 8, label=i % 2, original_label=i % 2,
                                status="accepted" if i == 3 else "pending") for i in range(6)])
     later = now + timedelta(seconds=5)
@@ -90,18 +97,10 @@ def test_insert_rows_matches_orm_inserts(database_url):
     columns' defaults (``gold``) filled in, and ids that keep counting after."""
     from sqlalchemy import select
 
-    from cincer_service.service.store import Example, LabelEvent, Project, insert_rows, utcnow
-    from cincer_service.spec import ProjectSpec
+    from cincer_service.service.store import Example, LabelEvent, insert_rows, utcnow
 
-    store = Store(database_url)
-    store.upgrade()
+    store, pid = _store_with_project(database_url)
     now = utcnow()
-    with store.session() as s:
-        project = Project(**ProjectSpec.build(name="p", classes=["a", "b"],
-                                              input_shape=[2]).columns())
-        s.add(project)
-        s.flush()
-        pid = project.id
 
     def row(name, i):
         return {"project_id": pid, "external_id": None if i == 2 else f"{name}{i}",
