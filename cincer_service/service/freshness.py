@@ -36,6 +36,9 @@ ANSWERED_ELSEWHERE = "answered_elsewhere"
 CLOSE_REASONS = (RESOLVED_BY_MODEL, ANSWERED_ELSEWHERE)
 PAIRED = ("computing", "open", "leased",     # statuses of a query that shows its examples
           "collecting")                  # (several answers: service.crowd)
+COMPUTING = "computing"                  # waiting for its counter-example
+SHOWING = tuple(status for status in PAIRED if status != COMPUTING)
+STREAM = "stream"                        # a query's origin: screening the stream
 
 
 def acceptable_version(s, pid: int, now=None) -> int | None:
@@ -83,12 +86,21 @@ def unchanged(seen: dict) -> list:
 
 
 def busy_examples(s, pid: int, but: int | None = None) -> set[int]:
-    """Examples that an open, leased or computing pair of the project shows (either side),
-    except query ``but``'s."""
+    """The examples another pair of the project shows, among those a new pair may pick:
+    both sides of open, leased and collecting pairs, and the example of a computing pair
+    that is not from the stream; never query ``but``'s.
+
+    A computing stream pair's example is left out. It is suspicious, so no training set
+    (where counter-examples and audit suspects come from) holds it, and once a person labels
+    it, it is confirmed and excluded as such; it has no counter-example yet. A stream of a
+    million examples leaves some 200k such pairs computing: reading them for every
+    counter-example took 1.0-1.6 s (``docs/scaling.md``)."""
+    others = [Query.id != but] if but is not None else []
     rows = s.execute(select(Query.example_id, Query.counterexample_id).where(
-        Query.project_id == pid, Query.status.in_(PAIRED),
-        *([Query.id != but] if but is not None else []))).all()
-    return {i for row in rows for i in row if i is not None}
+        Query.project_id == pid, Query.status.in_(SHOWING), *others)).all()
+    computing = s.scalars(select(Query.example_id).where(
+        Query.project_id == pid, Query.status == COMPUTING, Query.origin != STREAM, *others))
+    return {i for row in rows for i in row if i is not None} | set(computing)
 
 
 def answered_elsewhere(example) -> str | None:
@@ -107,7 +119,7 @@ def resolved_by_model(q: Query, project, prediction: int, label: int,
     right (it fits them), and the audit's suspicion never rested on the margin. On digits
     (service-sim, seed 0, priority) the same rule for them closed 12 bootstrap pairs, 8 of
     them planted errors."""
-    if q.origin != "stream":
+    if q.origin != STREAM:
         return None
     threshold = q.threshold if q.threshold is not None else project.threshold
     return RESOLVED_BY_MODEL if prediction == label or margin < threshold else None

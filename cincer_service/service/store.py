@@ -148,6 +148,7 @@ class Example(Base):
 
 
 ANSWER_EVENTS = text("why IN ('answer_example', 'answer_counterexample')")
+COMPUTING_NOT_STREAM = text("status = 'computing' AND origin <> 'stream'")
 
 
 class LabelEvent(Base):
@@ -170,7 +171,12 @@ class LabelEvent(Base):
 
 class Query(Base):
     __tablename__ = "queries"
-    __table_args__ = (Index("ix_queries_project_status", "project_id", "status"),)
+    # computing pairs not from the stream: the few that ``freshness.busy_examples`` reads
+    # among a stream's many (0011_scale_reads)
+    __table_args__ = (Index("ix_queries_project_status", "project_id", "status"),
+                      Index("ix_queries_computing_not_stream", "project_id",
+                            postgresql_where=COMPUTING_NOT_STREAM,
+                            sqlite_where=COMPUTING_NOT_STREAM))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"))

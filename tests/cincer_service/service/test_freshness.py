@@ -68,6 +68,25 @@ def test_no_example_in_two_open_pairs_and_no_repeated_counterexample(project):
     assert len(pairs(ctx, pid)) > 10
 
 
+def test_busy_examples_leave_out_computing_stream_pairs(project):
+    """Both sides of open pairs and the example of a computing audit pair are busy; the
+    example of a computing stream pair (suspicious: never a candidate) is not read."""
+    ctx, pid = project
+    open_pairs = pairs(ctx, pid, ("open",))
+    stream = next(q for q in open_pairs if q.origin == "stream")
+    audit = next(q for q in open_pairs if q.origin != "stream")
+    with ctx.store.session() as s:           # back to waiting for their counter-examples
+        s.execute(update(Query).where(Query.id.in_([stream.id, audit.id]))
+                  .values(status="computing", counterexample_id=None))
+    with ctx.store.session() as s:
+        busy = freshness.busy_examples(s, pid)
+        assert s.get(Example, stream.example_id).status == "suspicious"
+    assert stream.example_id not in busy and audit.example_id in busy
+    shown = {i for q in open_pairs if q.id not in (stream.id, audit.id)
+             for i in (q.example_id, q.counterexample_id) if i is not None}
+    assert shown | {audit.example_id} == busy
+
+
 def test_a_new_model_refreshes_every_open_pair(project):
     ctx, pid = project
     before = {q.id: q.model_version for q in pairs(ctx, pid)}

@@ -137,12 +137,14 @@ def test_insert_rows_matches_orm_inserts(database_url):
 
 def test_scale_reads_have_their_indexes(database_url):
     """The answer history's read finds a project's answers without scanning a label event
-    per ingested example, and screening reads pending rows in id order from the index
-    (0011_scale_reads)."""
+    per ingested example, the busy examples' read skips computing stream pairs, and
+    screening reads pending rows in id order from the index (0011_scale_reads)."""
     store = Store(database_url)
     store.upgrade()
     indexes = {i["name"]: i for i in inspect(store.engine).get_indexes("label_events")}
     assert indexes["ix_label_events_answers"]["column_names"] == ["example_id"]
+    indexes = {i["name"]: i for i in inspect(store.engine).get_indexes("queries")}
+    assert indexes["ix_queries_computing_not_stream"]["column_names"] == ["project_id"]
     indexes = {i["name"]: i for i in inspect(store.engine).get_indexes("examples")}
     assert indexes["ix_examples_project_status"]["column_names"] == ["project_id", "status",
                                                                      "id"]
