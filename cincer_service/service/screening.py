@@ -39,8 +39,8 @@ def screen_pending(ctx: ServiceContext, pid: int) -> int:
 def screen_one_batch(ctx: ServiceContext, pid: int) -> int | None:
     """Screen up to ``screen_batch`` pending examples in one transaction: one forward pass
     (numpy for Dense models), one UPDATE for the verdicts (``store.update_rows``), one
-    INSERT for the batch's queries. ``None`` when nothing is pending (or there is no model yet), else how
-    many this call screened."""
+    INSERT for the batch's queries. ``None`` when nothing is pending (or there is no model
+    yet), else how many this call screened."""
     from ..cleaning import screen_batch  # TensorFlow: only where jobs run
     table = Example.__table__
     with ctx.store.session() as s:
@@ -88,8 +88,8 @@ def screen_one_batch(ctx: ServiceContext, pid: int) -> int | None:
             q = Query(project_id=pid, example_id=r.id, model_version=version.version,
                       strategy=project.strategy, margin=o["screen_margin"],
                       threshold=float(threshold), prediction=o["screen_prediction"],
-                      probabilities=o["screen_probabilities"], status="computing",
-                      origin="stream", created_at=now)
+                      probabilities=o["screen_probabilities"], status=freshness.COMPUTING,
+                      origin=freshness.STREAM, created_at=now)
             q.priority, q.priority_terms = priority.score(v.margin, r.label, v.prediction,
                                                           history)
             opened.append(q)
@@ -223,7 +223,7 @@ def pending_screens(s, now) -> list[int]:
 def computing_queries(s, now) -> list[int]:
     """Queries waiting for their counter-example (the reconciler's ``counterexample``
     work), the oldest ``jobs.RECONCILE_WINDOW``."""
-    return s.scalars(select(Query.id).where(Query.status == "computing")
+    return s.scalars(select(Query.id).where(Query.status == freshness.COMPUTING)
                      .order_by(Query.id).limit(jobs.RECONCILE_WINDOW)).all()
 
 

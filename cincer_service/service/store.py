@@ -518,6 +518,7 @@ def retry_transaction(use_case):
 
     return run
 
+
 def update_rows(s, table, rows: list[dict], fixed: dict | None = None,
                 where: dict | None = None) -> None:
     """UPDATE ``table``'s rows by id, each with its own values: ``rows`` are dicts with
@@ -572,10 +573,11 @@ def insert_rows(s, table, rows: list[dict], fixed: dict | None = None) -> list[i
                            {"table": table.name, "n": len(rows)}))
     names = list(rows[0])
     columns = ["id", *names]
-    arrays = _arrays(dialect, table, [{"id": i, **row} for i, row in zip(ids, rows)], columns)
+    unnest, arrays = _arrays(dialect, table,
+                             [{"id": i, **row} for i, row in zip(ids, rows)], columns)
     s.execute(text(f"INSERT INTO {table.name} ({', '.join(columns + list(fixed))}) "
-                   f"SELECT v.*{''.join(f', :f_{k}' for k in fixed)} FROM {arrays[0]}")
-              .bindparams(*arrays[1], *_scalars(table, "f", fixed)))
+                   f"SELECT v.*{''.join(f', :f_{k}' for k in fixed)} FROM {unnest}")
+              .bindparams(*arrays, *_scalars(table, "f", fixed)))
     return ids
 
 
