@@ -1,6 +1,10 @@
-"""Fixtures for the service modules: a noisy breast stream and a context with inline jobs."""
+"""Fixtures for the service modules: a noisy breast stream, a context with inline jobs and
+seeded gold-check draws."""
+import random
+
 import pytest
 
+from cincer_service.service import crowd
 from tests.support.service import make_context
 
 
@@ -15,3 +19,10 @@ def stream(breast):
 def ctx(tmp_path):
     """A context on a temporary SQLite file; jobs run inline inside ``submit``."""
     return make_context(tmp_path)
+
+
+@pytest.fixture
+def seeded_gold_draws(monkeypatch):
+    """Gold checks drawn from a seeded generator, so a crowd test sees the same leases on
+    every run."""
+    monkeypatch.setattr(crowd, "_random", random.Random(0))

@@ -135,7 +135,7 @@ def test_overlap_settings_out_of_order_after_merge_store_nothing(ctx):
         "max_answers_per_query"] == 3
 
 
-def test_gold_checks_never_change_labels_and_score_the_annotator(ctx, stream):
+def test_gold_checks_never_change_labels_and_score_the_annotator(ctx, stream, seeded_gold_draws):
     pid = crowd_project(ctx, stream, gold_share=0.5)
     with ctx.store.session() as s:
         gold = [e.id for e in s.scalars(select(Example).where(

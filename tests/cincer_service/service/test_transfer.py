@@ -23,7 +23,7 @@ from cincer_service.service import (
     queries,
     transfer,
 )
-from cincer_service.service.store import Example, LabelEvent, Project
+from cincer_service.service.store import Example, LabelEvent, Project, Query
 from cincer_service.spec import ProjectSpec
 from tests.support.service import (
     BOOTSTRAP,
@@ -227,11 +227,17 @@ def crowd_session(ctx, stream) -> tuple[int, dict]:
             .limit(10)))
     annotators.mark_gold(ctx, pid, gold, True)
     people = {name: annotator(ctx, pid, name) for name in ("a", "b")}
-    for _ in range(4):
-        for p in people.values():
+    answered = {name: set() for name in people}          # gold check or not, per name
+    for round_ in range(12):
+        for name, p in people.items():
             q = queries.lease_next_query(ctx, pid, p)
             if q is not None:
                 queries.answer_query(ctx, pid, q["id"], *true_answer(q, data.y_train), p)
+                with ctx.store.session() as s:      # the lease shows gold as an audit pair
+                    answered[name].add(s.get(Query, q["id"]).origin == "gold")
+        if round_ >= 3 and answered["a"] == {True, False} and answered["b"]:
+            break
+    assert answered["a"] == {True, False} and answered["b"], answered
     [b] = [a for a in annotators.list_annotators(ctx, pid)["items"] if a["name"] == "b"]
     annotators.set_suspended(ctx, pid, b["id"], True, "owner")
     return pid, people
@@ -249,7 +255,8 @@ def gold_set(ctx, pid) -> dict:
             select(Example).where(Example.project_id == pid, Example.gold))}
 
 
-def test_the_crowd_round_trips_without_tokens_and_annotators_export_their_own(ctx, stream):
+def test_the_crowd_round_trips_without_tokens_and_annotators_export_their_own(
+        ctx, stream, seeded_gold_draws):
     pid, people = crowd_session(ctx, stream)
     secret = access.create_token(ctx, pid, "annotator", "c")["token"]
     before = table(ctx, pid)
