@@ -1,15 +1,17 @@
 """The model cache over columnar state files: written once per version, mapped by another
 process's cache, label changes as an overlay, a corrupt file rebuilt from the database."""
 import os
+from datetime import datetime, timezone
 
 import numpy as np
 import pytest
+from sqlalchemy import select
 
 from cincer_service import columnar
 from cincer_service.counterexamples import get_strategy
 from cincer_service.service import examples, overview
 from cincer_service.service.context import latest_version, project_row
-from cincer_service.service.model_cache import ModelCache
+from cincer_service.service.model_cache import ModelCache, changed_training_rows
 from cincer_service.service.store import Example
 from tests.support.service import BOOTSTRAP, items, make_context, new_project
 
@@ -77,3 +79,25 @@ def test_state_files_overlay_and_rebuild(tmp_path, stream):
     assert np.all(np.isfinite(state.columns.p))
     assert_current(state, ids, confirmed, db)
     columnar.load(path)                               # whole again
+
+
+def test_the_overlay_reads_only_the_training_rows_id_range(tmp_path, stream):
+    """The screened stream (newer ids, updated after the version) is never read for the
+    overlay; at 200k examples reading it made each counter-example job 12x slower."""
+    ctx = make_context(tmp_path)
+    pid = new_project(ctx, retrain={"mode": "warm", "every_n_answers": 100000})
+    examples.ingest(ctx, pid, items(stream, 0, BOOTSTRAP + 40))
+    _, _, _, db, (_, version) = states(ctx, pid, ctx.models)
+    train_ids = np.frombuffer(version.train_ids, np.int64)
+    target = int(train_ids[0])
+    overview.relabel_examples(ctx, pid, [target], 1 - db[target][0], "owner")
+    long_ago = datetime(2000, 1, 1, tzinfo=timezone.utc)
+    with ctx.store.session() as s:
+        updated = set(s.scalars(select(Example.id).where(Example.project_id == pid,
+                                                         Example.updated_at >= long_ago)))
+        read = {r[0] for r in changed_training_rows(s, pid, train_ids, long_ago)}
+    stream_ids = updated - set(range(int(train_ids[0]), int(train_ids[-1]) + 1))
+    assert len(stream_ids) == 40 and not read & stream_ids
+    assert read == set(train_ids.tolist()) and target in read
+    state, ids, confirmed, db, _ = states(ctx, pid, ctx.models)
+    assert_current(state, ids, confirmed, db)           # the relabel still applies
