@@ -186,7 +186,9 @@ def build_pair(ctx: ServiceContext, qid: int, statuses: tuple, now=None) -> int 
             freshness.close(s, q, seen, reason, now)
             return None
         state, ids, confirmed, entry = ctx.models.training_state(s, project, version)
-        busy = freshness.busy_examples(s, project.id, but=qid)
+        train_ids = np.frombuffer(version.train_ids, dtype=np.int64)   # sorted
+        busy = freshness.busy_examples(s, project.id, but=qid, within=(
+            int(train_ids[0]), int(train_ids[-1])) if len(train_ids) else None)
         exclude = confirmed | (ids == example.id) | np.isin(ids, list(busy))
         ce_id, ce_probs, note, top = None, None, None, None
         ce_scores, ce_label = None, prediction

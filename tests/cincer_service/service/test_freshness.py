@@ -14,6 +14,7 @@ from cincer_service.service import (
     queries,
     training,
 )
+from cincer_service.service.context import latest_version
 from cincer_service.service.store import Example, Query
 from tests.support.service import (
     BOOTSTRAP,
@@ -85,6 +86,22 @@ def test_busy_examples_leave_out_computing_stream_pairs(project):
     shown = {i for q in open_pairs if q.id not in (stream.id, audit.id)
              for i in (q.example_id, q.counterexample_id) if i is not None}
     assert shown | {audit.example_id} == busy
+
+
+def test_busy_examples_within_the_candidates_range_are_the_full_set_cut_to_it(project):
+    """The range a counter-example job asks for (its version's training ids) gives what the
+    full read gives, cut to the range; the stream examples of open pairs lie outside it."""
+    ctx, pid = project
+    with ctx.store.session() as s:
+        version = latest_version(s, pid)
+        train_ids = np.frombuffer(version.train_ids, np.int64)
+        lo, hi = int(train_ids[0]), int(train_ids[-1])
+        full = freshness.busy_examples(s, pid)
+        for within in ((lo, hi), (lo, (lo + hi) // 2), (hi + 1, 10**9)):
+            assert freshness.busy_examples(s, pid, within=within) == {
+                i for i in full if within[0] <= i <= within[1]}
+    shown_stream = {q.example_id for q in pairs(ctx, pid, ("open",)) if q.origin == "stream"}
+    assert shown_stream and not {i for i in shown_stream if lo <= i <= hi}
 
 
 def test_a_new_model_refreshes_every_open_pair(project):
