@@ -40,9 +40,9 @@ class ScreenedBatch(NamedTuple):
 
 
 def screen_pending(ctx: ServiceContext, pid: int) -> int:
-    """Screen the project's pending examples (job ``screen``), a batch at a time, opening
-    some of each batch's pairs in between (``PAIR_TIME_SHARE``, at least one); returns how
-    many examples it screened."""
+    """Screen the project's pending examples (job ``screen``), a batch at a time; returns how
+    many it screened. After a full batch (more may wait) it opens some of the batch's pairs
+    (``PAIR_TIME_SHARE``, at least one); after the last, the pairs' own jobs follow at once."""
     n_done = 0
     while True:
         started = time.perf_counter()
@@ -50,7 +50,9 @@ def screen_pending(ctx: ServiceContext, pid: int) -> int:
         if batch is None:
             return n_done
         n_done += batch.count
-        open_pairs(ctx, batch.query_ids, (time.perf_counter() - started) * PAIR_TIME_SHARE)
+        if batch.count >= ctx.settings.screen_batch:
+            open_pairs(ctx, batch.query_ids,
+                       (time.perf_counter() - started) * PAIR_TIME_SHARE)
 
 
 def open_pairs(ctx: ServiceContext, query_ids: list, seconds: float) -> int:

@@ -56,3 +56,15 @@ def test_with_time_to_spare_every_pair_opens_during_screening(backlog, monkeypat
     screening.screen_pending(ctx, pid)
     now = statuses(ctx, pid)
     assert len(now) >= 5 and set(now.values()) == {"open"}
+
+
+def test_the_last_batch_leaves_its_pairs_to_their_jobs(tmp_path, stream):
+    """A backlog of one partial batch opens nothing itself: its pairs' jobs run next."""
+    ctx = make_context(tmp_path, dispatcher=None, screen_batch=1000)
+    pid = new_project(ctx, retrain={"mode": "warm", "every_n_answers": 100000})
+    examples.ingest(ctx, pid, items(stream, 0, BOOTSTRAP))
+    assert training.retrain(ctx, pid) == 1
+    examples.ingest(ctx, pid, items(stream, BOOTSTRAP, BOOTSTRAP + 120))
+    assert screening.screen_pending(ctx, pid) == 120
+    now = statuses(ctx, pid)
+    assert now and set(now.values()) == {"computing"}
