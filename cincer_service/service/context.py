@@ -13,7 +13,7 @@ import os
 import socket
 from collections import Counter
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from .dispatch import Dispatcher, NullDispatcher
 from .errors import NotFound
@@ -100,10 +100,18 @@ def project_row(s, pid: int, lock: bool | str = False) -> Project:
     if lock:
         if lock not in PROJECT_LOCK_MODES:
             raise ValueError(f"unknown project lock {lock!r}")
-        if s.get_bind().dialect.name == "postgresql":
+        dialect = s.get_bind().dialect.name
+        if dialect == "postgresql":
             take = (func.pg_advisory_xact_lock_shared if lock == "share"
                     else func.pg_advisory_xact_lock)
             s.execute(select(take(PROJECT_LOCK_CLASS, pid % 2**31)))
+        elif dialect == "sqlite":
+            # SQLite has one writer and the driver begins a transaction only at the first
+            # write: until then every read sees the latest commit and another writer may
+            # commit in between (a label change would record a label already replaced).
+            # A write first takes the database's write lock, so what is read next stays.
+            s.execute(update(Project).where(Project.id == pid).values(name=Project.name)
+                      .execution_options(synchronize_session=False))
     project = s.get(Project, pid, with_for_update=True if lock is True else None,
                     populate_existing=bool(lock) or None)
     if project is None:

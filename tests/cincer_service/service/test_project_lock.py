@@ -96,3 +96,18 @@ def test_a_waiting_batch_writer_is_not_starved_by_new_sharers(pg_project):
         assert not got_it.is_set()
     thread.join(10)
     assert got_it.is_set()
+
+
+@pytest.mark.parametrize("mode", [True, "share"])
+def test_on_sqlite_a_project_lock_holds_the_write_lock(tmp_path, mode):
+    """SQLite's driver begins a transaction only at the first write: the lock must be one,
+    or two label changes both read the same label and the second records a replaced one."""
+    import sqlite3
+    ctx, pid = _project(None, tmp_path)
+    with ctx.store.session() as s:
+        project_row(s, pid, lock=mode)
+        other = sqlite3.connect(str(tmp_path / "cincer.db"), timeout=0.2)
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            other.execute("UPDATE projects SET name = name WHERE id = ?", (pid,))
+        other.close()
+    ctx.store.engine.dispose()
