@@ -192,21 +192,22 @@ class ModelCache:
                 state.confirmed = np.array(columns.confirmed, dtype=bool)
                 state.synced_at = columns.built_at
                 entry["state"] = state
-            self._apply_overlay(s, project, state, train_ids)
+            self._apply_overlay(s, project, state, train_ids, version.train_id_range)
             size = entry_bytes(entry)
         self.resized(entry, size)
         return state, state.columns.ids, state.confirmed, entry
 
     @staticmethod
-    def _apply_overlay(s, project: Project, state, train_ids: np.ndarray) -> None:
+    def _apply_overlay(s, project: Project, state, train_ids: np.ndarray,
+                       id_range: tuple[int, int] | None) -> None:
         """Apply the labels and confirmations of training rows changed since the state's
         last read (less ``OVERLAY_MARGIN_SECONDS``)."""
         now = time.time()
-        if not len(train_ids):
+        if id_range is None:
             state.synced_at = now
             return
         since = datetime.fromtimestamp(state.synced_at - OVERLAY_MARGIN_SECONDS, timezone.utc)
-        rows = changed_training_rows(s, project.id, train_ids, since)
+        rows = changed_training_rows(s, project.id, id_range, since)
         if rows:
             changed = np.fromiter((r[0] for r in rows), np.int64, len(rows))
             labels = np.fromiter((r[1] for r in rows), np.int64, len(rows))
@@ -270,10 +271,11 @@ class ModelCache:
         return state, ids, confirmed, entry
 
 
-def changed_training_rows(s, pid: int, train_ids: np.ndarray, since: datetime) -> list:
-    """``(id, label, confirmed)`` of the rows updated since ``since`` within the id range of
-    ``train_ids`` (sorted): the stream screened after the version has newer ids, changes no
-    training label, and at scale is nearly all that was updated (a whole minute of it)."""
+def changed_training_rows(s, pid: int, id_range: tuple[int, int], since: datetime) -> list:
+    """``(id, label, confirmed)`` of the rows updated since ``since`` within a version's
+    training ``id_range`` (``ModelVersion.train_id_range``): the stream screened after the
+    version has newer ids, changes no training label, and at scale is nearly all that was
+    updated (a whole minute of it)."""
     return s.execute(select(Example.id, Example.label, Example.confirmed).where(
         Example.project_id == pid, Example.updated_at >= since,
-        Example.id.between(int(train_ids[0]), int(train_ids[-1])))).all()
+        Example.id.between(*id_range))).all()

@@ -55,18 +55,17 @@ def screen_pending(ctx: ServiceContext, pid: int) -> int:
                        (time.perf_counter() - started) * PAIR_TIME_SHARE)
 
 
-def open_pairs(ctx: ServiceContext, query_ids: list, seconds: float) -> int:
+def open_pairs(ctx: ServiceContext, query_ids: list, seconds: float) -> None:
     """Find the counter-examples of ``query_ids`` in order until ``seconds`` are spent (at
-    least one); how many it tried. A failure is logged and left to the query's own job."""
+    least one). A failure is logged and left to the query's own job."""
     started = time.perf_counter()
-    for n, qid in enumerate(query_ids, 1):
+    for qid in query_ids:
         try:
             compute_counterexample(ctx, qid)
         except Exception:
             log.warning("query %s: counter-example left to its job", qid, exc_info=True)
         if time.perf_counter() - started >= seconds:
-            return n
-    return len(query_ids)
+            return
 
 
 def screen_one_batch(ctx: ServiceContext, pid: int) -> ScreenedBatch | None:
@@ -188,9 +187,7 @@ def build_pair(ctx: ServiceContext, qid: int, statuses: tuple, now=None) -> int 
             freshness.close(s, q, seen, reason, now)
             return None
         state, ids, confirmed, entry = ctx.models.training_state(s, project, version)
-        train_ids = np.frombuffer(version.train_ids, dtype=np.int64)   # sorted
-        busy = freshness.busy_examples(s, project.id, but=qid, within=(
-            int(train_ids[0]), int(train_ids[-1])) if len(train_ids) else None)
+        busy = freshness.busy_examples(s, project.id, but=qid, within=version.train_id_range)
         exclude = confirmed | (ids == example.id) | np.isin(ids, list(busy))
         ce_id, ce_probs, note, top = None, None, None, None
         ce_scores, ce_label = None, prediction

@@ -276,10 +276,19 @@ class ModelVersion(Base):
     generation: Mapped[int] = mapped_column(Integer)
     mode: Mapped[str] = mapped_column(String(20))
     weights: Mapped[bytes] = mapped_column(LargeBinary)
-    train_ids: Mapped[bytes] = mapped_column(LargeBinary)   # int64 example ids
+    train_ids: Mapped[bytes] = mapped_column(LargeBinary)   # int64 example ids, in order
     train_size: Mapped[int] = mapped_column(Integer)
     metrics: Mapped[dict] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    @property
+    def train_id_range(self) -> tuple[int, int] | None:
+        """The lowest and highest id of the training set (None when empty): every
+        counter-example candidate lies within it, the stream screened since beyond it."""
+        if not self.train_ids:
+            return None
+        ids = np.frombuffer(self.train_ids, dtype=np.int64)
+        return int(ids[0]), int(ids[-1])
 
 
 class Audit(Base):

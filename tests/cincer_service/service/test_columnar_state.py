@@ -89,13 +89,14 @@ def test_the_overlay_reads_only_the_training_rows_id_range(tmp_path, stream):
     examples.ingest(ctx, pid, items(stream, 0, BOOTSTRAP + 40))
     _, _, _, db, (_, version) = states(ctx, pid, ctx.models)
     train_ids = np.frombuffer(version.train_ids, np.int64)
+    assert version.train_id_range == (int(train_ids.min()), int(train_ids.max()))
     target = int(train_ids[0])
     overview.relabel_examples(ctx, pid, [target], 1 - db[target][0], "owner")
     long_ago = datetime(2000, 1, 1, tzinfo=timezone.utc)
     with ctx.store.session() as s:
         updated = set(s.scalars(select(Example.id).where(Example.project_id == pid,
                                                          Example.updated_at >= long_ago)))
-        read = {r[0] for r in changed_training_rows(s, pid, train_ids, long_ago)}
+        read = {r[0] for r in changed_training_rows(s, pid, version.train_id_range, long_ago)}
     stream_ids = updated - set(range(int(train_ids[0]), int(train_ids[-1]) + 1))
     assert len(stream_ids) == 40 and not read & stream_ids
     assert read == set(train_ids.tolist()) and target in read
